@@ -1,0 +1,58 @@
+# emergence: `make reproduce` (reduced CPU reproduction; SCALE=paper for the paper protocol on GPUs), `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SCALE ?= cpu
+DATA ?= $(or $(EMERGENCE_DATA),data)
+RUNS ?= $(or $(EMERGENCE_RUNS),runs)
+export EMERGENCE_DATA := $(DATA)
+export EMERGENCE_RUNS := $(RUNS)
+export PY
+
+.PHONY: help install system-data data test test-full lint reproduce reproduce-smoke aggregate clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed  ## create .venv with the exact versions of requirements.lock (once)
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+system-data:  ## install the offline Debian data packages when missing (needs root and apt-get)
+	@if [ -d /usr/share/datasets/fashion-mnist ] && [ -f /usr/share/trans/de-en ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist trans-de-en; \
+	else echo "[data] offline packages missing: sudo apt-get install dataset-fashion-mnist trans-de-en"; fi
+
+data: install system-data  ## datasets into $(DATA): torchvision when online, Debian packages offline
+	$(PY) scripts/prepare_data.py --root $(DATA) --datasets fashion_mnist $(if $(filter paper,$(SCALE)),mnist cifar10 cifar100,) --required fashion_mnist
+
+test: install system-data  ## the fast test suite (CPU, no downloads)
+	$(PY) -m pytest -m "not slow and not gpu" -q
+
+test-full: install system-data  ## every test, including the slow end-to-end ones
+	$(PY) -m pytest -q
+
+lint: install  ## ruff
+	$(VENV)/bin/ruff check emergence scripts tests
+
+reproduce: install data  ## run every experiment at SCALE (cpu|paper), then write tables and plots to results/
+	SCALE=$(SCALE) bash experiments/run_all.sh
+	$(MAKE) --no-print-directory aggregate
+
+reproduce-smoke: install data  ## the same chain in minutes (debug=smoke, 1 seed)
+	SCALE=cpu SMOKE=1 EMERGENCE_RUNS=$(RUNS)/smoke bash experiments/run_all.sh
+	$(PY) scripts/aggregate.py --runs $(RUNS)/smoke --out $(RUNS)/smoke/results
+
+aggregate:  ## tables and plots from the run dirs
+	$(PY) scripts/aggregate.py --runs $(RUNS) --out results
+	$(PY) scripts/plot.py --runs $(RUNS) --out results
+	@echo "tables: results/summary.md"
+
+clean:  ## remove run outputs (keeps data and .venv)
+	rm -rf $(RUNS) outputs multirun

@@ -1,0 +1,134 @@
+"""Metric logging: ``metrics.jsonl`` in the run dir (always; the ground truth) plus optional Weights & Biases.
+
+``RunLogger.log(metrics, step)`` appends one JSON record per call and flushes it, so a crash loses nothing already
+logged. A W&B sink mirrors the same records; ``results/`` is always rebuilt from the local files, never from W&B.
+
+W&B modes are explicit: ``online`` (falls back to ``offline`` with a warning when no API key is configured),
+``offline`` (files under ``<run_dir>/wandb``; upload later with ``wandb sync <run_dir>/wandb/offline-run-*``) or
+``disabled``. The run is finished in ``close()``, which the runner calls in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+def _jsonable(v):
+    if hasattr(v, "item"):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # JSON has no NaN/inf; keep them visible as strings
+    return v
+
+
+class NullSink:
+    """No remote logging (``logger=none``)."""
+
+    def start(self, run_dir, name, group, tags, config, resume_id=None):
+        return None
+
+    def log(self, metrics, step):
+        pass
+
+    def close(self, exit_code=0):
+        pass
+
+
+class WandbSink:
+    """Mirror of the metrics to W&B, grouped by experiment, named ``<arch>-<init>-s<seed>``."""
+
+    def __init__(self, project: str = "emergence", entity: str | None = None, mode: str = "offline"):
+        if mode not in WANDB_MODES:
+            raise ValueError(f"logger.mode must be one of {list(WANDB_MODES)}; got {mode!r}")
+        self.project, self.entity, self.mode, self.run = project, entity, mode, None
+
+    def start(self, run_dir, name, group, tags, config, resume_id=None):
+        import wandb
+
+        mode = self.mode
+        if mode == "online" and not (os.environ.get("WANDB_API_KEY") or _netrc_has_wandb()):
+            log.warning("logger.mode=online but no W&B API key is configured: logging offline instead")
+            mode = "offline"
+        self.run = wandb.init(
+            project=self.project, entity=self.entity, mode=mode, dir=str(run_dir), name=name, group=group,
+            tags=list(tags), config=config, id=resume_id, resume="allow" if resume_id else None, reinit=True,
+        )
+        return getattr(self.run, "id", None)
+
+    def log(self, metrics, step):
+        if self.run is not None:
+            self.run.log(metrics, step=step)
+
+    def close(self, exit_code=0):
+        if self.run is not None:
+            self.run.finish(exit_code=exit_code)
+            self.run = None
+
+
+def _netrc_has_wandb() -> bool:
+    netrc = Path.home() / ".netrc"
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+class RunLogger:
+    """Appends records to ``metrics.jsonl`` and mirrors them to a sink."""
+
+    def __init__(self, run_dir: Path, sink=None):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.sink = sink or NullSink()
+        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115  closed in close()
+
+    def log(self, metrics: dict, step: int) -> None:
+        record = {"step": int(step), **{k: _jsonable(v) for k, v in metrics.items()}}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        self.sink.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step)
+
+    def close(self, exit_code: int = 0) -> None:
+        try:
+            self._file.close()
+        finally:
+            self.sink.close(exit_code)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Records of a ``metrics.jsonl``; a torn last line (killed writer) is ignored."""
+    records = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return records
+
+
+class Progress:
+    """A one-line progress bar on stderr, silent unless stderr is a terminal (or ``enabled=True``)."""
+
+    def __init__(self, total_steps: int, enabled: bool | str = "auto", label: str = ""):
+        self.enabled = sys.stderr.isatty() if enabled == "auto" else bool(enabled)
+        self.total, self.label, self.t0, self.last = total_steps, label, time.perf_counter(), 0.0
+
+    def update(self, step: int, epoch: int, **fields) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < 0.2 and step < self.total):
+            return
+        self.last = now
+        frac = step / max(1, self.total)
+        bar = "#" * int(20 * frac) + "-" * (20 - int(20 * frac))
+        extra = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
+        sys.stderr.write(f"\r{self.label} [{bar}] ep {epoch} step {step}/{self.total} {extra} {now - self.t0:.0f}s ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")

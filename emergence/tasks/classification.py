@@ -1,0 +1,137 @@
+"""Image classification task: data in memory on the training device, loss, evaluation.
+
+The whole dataset sits in one float tensor on the device (normalized once), so an epoch is a seeded permutation and
+index slicing: no DataLoader, no per-image PIL work. A fixed validation split is carved out of the training set with
+``split_seed`` (the same for every run seed, so seeds vary only init and data order); the official test set is
+evaluated at the end. Batch augmentation (crop/flip/cutout on tensors) is optional.
+
+Task interface used by the runner (the translation task provides the same methods):
+``setup(device)``, ``input_shape``, ``num_classes``, ``example_inputs()``, ``steps_per_epoch(batch_size)``,
+``train_batches(batch_size, generator)``, ``loss(model, batch) -> (loss, stats)``, ``evaluate(model, split)``,
+``probe_inputs(n, generator)``, ``target_metric``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from emergence.data.images import READERS
+
+
+class ClassificationTask:
+    target_metric = "val/acc"
+
+    def __init__(
+        self,
+        dataset: str,
+        root: str = "data",
+        val_size: int = 5000,
+        train_subset: int | None = None,
+        test_subset: int | None = None,
+        split_seed: int = 0,
+        label_smoothing: float = 0.0,
+        eval_batch_size: int = 1024,
+        augment: dict | None = None,
+        reader: dict | None = None,
+    ):
+        if dataset not in READERS:
+            raise ValueError(f"data.dataset must be one of {sorted(READERS)}; got {dataset!r}")
+        if val_size < 0 or (train_subset is not None and train_subset < 1):
+            raise ValueError(f"data.val_size must be >= 0 and data.train_subset >= 1 or null; got {val_size}, {train_subset}")
+        self.dataset, self.root, self.val_size = dataset, root, int(val_size)
+        self.train_subset, self.test_subset, self.split_seed = train_subset, test_subset, int(split_seed)
+        self.label_smoothing, self.eval_batch_size = float(label_smoothing), int(eval_batch_size)
+        self.augment_cfg, self.reader_kwargs = dict(augment or {}), dict(reader or {})
+        self.augment = None
+
+    # ---- data ---------------------------------------------------------------------------------------------------
+    def setup(self, device: torch.device) -> ClassificationTask:
+        raw = READERS[self.dataset](self.root, **self.reader_kwargs)
+        train_x, train_y = raw["train_x"], raw["train_y"]
+        perm = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(self.split_seed))
+        if self.val_size >= len(train_y):
+            raise ValueError(f"data.val_size={self.val_size} leaves no training data ({len(train_y)} images)")
+        val_idx, train_idx = perm[: self.val_size], perm[self.val_size :]
+        if self.train_subset is not None:
+            train_idx = train_idx[: self.train_subset]
+        test_x, test_y = raw["test_x"], raw["test_y"]
+        if self.test_subset is not None:
+            test_x, test_y = test_x[: self.test_subset], test_y[: self.test_subset]
+        x = train_x[train_idx].float() / 255
+        dims = [0, 2, 3]
+        self.mean, self.std = x.mean(dims), x.std(dims).clamp_min(1e-6)  # per channel, from the training split
+
+        def prep(images):
+            z = (images.float() / 255 - self.mean[None, :, None, None]) / self.std[None, :, None, None]
+            return z.to(device)
+
+        self.splits = {
+            "train": (prep(train_x[train_idx]), train_y[train_idx].to(device)),
+            "val": (prep(train_x[val_idx]), train_y[val_idx].to(device)),
+            "test": (prep(test_x), test_y.to(device)),
+        }
+        self.num_classes = int(max(int(train_y.max()), int(test_y.max())) + 1)
+        self.input_shape = tuple(train_x.shape[1:])
+        self.device = device
+        if any(self.augment_cfg.get(k) for k in ("crop_padding", "flip", "cutout")):
+            from emergence.data.augment import Augment
+
+            self.augment = Augment(**self.augment_cfg)
+        return self
+
+    @property
+    def num_train(self) -> int:
+        return len(self.splits["train"][1])
+
+    def example_inputs(self, n: int = 8) -> tuple:
+        return (self.splits["train"][0][:n],)
+
+    def probe_inputs(self, n: int, generator: torch.Generator) -> tuple:
+        """A fixed, seeded probe batch from the validation split (the emergence measure's input)."""
+        x = self.splits["val"][0] if len(self.splits["val"][1]) else self.splits["train"][0]
+        idx = torch.randperm(len(x), generator=generator)[:n]
+        return (x[idx.to(x.device)],)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        steps = self.num_train // batch_size
+        if steps < 1:
+            raise ValueError(f"trainer.batch_size={batch_size} exceeds the {self.num_train} training images")
+        return steps
+
+    def train_batches(self, batch_size: int, generator: torch.Generator, start: int = 0) -> Iterator[tuple]:
+        """One epoch of shuffled batches (last partial batch dropped), starting at batch ``start``."""
+        x, y = self.splits["train"]
+        perm = torch.randperm(len(y), generator=generator).to(x.device)
+        for i in range(start, self.steps_per_epoch(batch_size)):
+            idx = perm[i * batch_size : (i + 1) * batch_size]
+            xb = x[idx]
+            if self.augment is not None:
+                xb = self.augment(xb, generator)
+            yield xb, y[idx]
+
+    # ---- loss and evaluation ------------------------------------------------------------------------------------
+    def loss(self, model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
+        x, y = batch
+        logits = model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        return loss, {"correct": (logits.argmax(1) == y).sum(), "n": len(y)}
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+        x, y = self.splits[split]
+        if len(y) == 0:
+            return {}
+        was_training = model.training
+        model.eval()
+        total_loss, correct = 0.0, 0
+        for i in range(0, len(y), self.eval_batch_size):
+            logits = model(x[i : i + self.eval_batch_size])
+            yb = y[i : i + self.eval_batch_size]
+            total_loss += float(F.cross_entropy(logits, yb, reduction="sum"))
+            correct += int((logits.argmax(1) == yb).sum())
+        model.train(was_training)
+        return {"loss": total_loss / len(y), "acc": correct / len(y)}

@@ -1,0 +1,142 @@
+"""Hydra entry point: ``python -m emergence.train arch=mlp init=emergence data=fashion_mnist seed=0``.
+
+``run(cfg)`` reads top to bottom: check the config -> skip if this run dir already holds a finished run -> seed streams
+-> data -> model -> init (timed) -> optimizer and schedule -> train/eval loop -> test evaluation -> ``run.json``.
+Everything is written into the run dir, which is derived from the experiment, the overrides that matter and the seed
+(conf/hydra/default.yaml), so a rerun of a sweep finds and skips its finished runs (``force=true`` reruns them).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from emergence import loop, seeding
+from emergence.config import ConfigError, config_fingerprint, validate
+from emergence.log import RunLogger
+from emergence.runinfo import environment_info, labels_from_hydra, read_run_json, summarize, write_json
+
+log = logging.getLogger("emergence")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={name} but CUDA is not available; use trainer.device=cpu or auto")
+    return torch.device(name)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train and evaluate one configuration; returns the run summary (also written to ``run.json``)."""
+    validate(cfg)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = config_fingerprint(cfg)
+    previous = read_run_json(run_dir)
+    if previous is not None and not cfg.force:
+        if previous.get("fingerprint") != fingerprint:
+            raise ConfigError(
+                f"{run_dir} holds a run of a different configuration (fingerprint {previous.get('fingerprint')} != "
+                f"{fingerprint}). Use another paths.runs_dir or experiment name, or force=true to overwrite it."
+            )
+        if previous.get("status") in ("completed", "diverged"):
+            log.info("skipping %s: already %s (force=true reruns it)", run_dir, previous["status"])
+            return previous
+    _set_aside(run_dir / "metrics.jsonl")  # an earlier unfinished attempt is kept, never overwritten
+    labels = labels_from_hydra(cfg)
+
+    # seeds: separate streams so the init never changes the data order (emergence/seeding.py)
+    seeding.make_deterministic()
+    if cfg.trainer.get("cpu_threads"):
+        torch.set_num_threads(int(cfg.trainer.cpu_threads))
+    seed = int(cfg.seed)
+    device = resolve_device(cfg.trainer.device)
+
+    # data
+    task = instantiate(cfg.data).setup(device)
+
+    # model (built and initialized on the CPU, so the same seed gives the same weights on any device)
+    torch.manual_seed(seeding.stream_seed(seed, "model"))
+    model = instantiate(cfg.arch, input_shape=task.input_shape, num_classes=task.num_classes)
+    example = tuple(t.cpu() for t in task.example_inputs())
+
+    # init (timed)
+    initializer = instantiate(cfg.init)
+    t0 = time.perf_counter()
+    init_stats = initializer(model, example, seeding.generator(seed, "init"))
+    init_s = time.perf_counter() - t0
+    model.to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+
+    # optimizer and schedule
+    torch.manual_seed(seeding.stream_seed(seed, "train"))  # dropout and other training noise
+    optimizer = instantiate(cfg.optim)(model, example=tuple(t.to(device) for t in example))
+    steps_per_epoch = task.steps_per_epoch(cfg.trainer.batch_size)
+    schedule = instantiate(cfg.schedule)(optimizer, steps_per_epoch, cfg.trainer.epochs)
+
+    # loop
+    sink = instantiate(cfg.logger)
+    logger = RunLogger(run_dir, sink)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    info = {"fingerprint": fingerprint, "labels": labels, "config": resolved, **environment_info(device)}
+    write_json(run_dir / "run.json", {**info, "status": "running"})
+    exit_code = 1
+    try:
+        sink.start(run_dir, labels["name"], labels["experiment"], labels["tags"], {**resolved, "git": info["git"]})
+        logger.log({"epoch": 0, "time/init_s": init_s, "model/n_params": n_params,
+                    **{f"init/{k}": v for k, v in init_stats.items()}}, step=0)
+        tracker = loop.TargetTracker(task.target_metric, cfg.trainer.target)
+        result = loop.train(
+            model=model, task=task, optimizer=optimizer, schedule=schedule, logger=logger,
+            epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size,
+            data_generator=seeding.generator(seed, "data"), device=device,
+            eval_every_steps=cfg.trainer.eval_every_steps, grad_clip=cfg.trainer.grad_clip,
+            diverge_grad_norm=cfg.trainer.diverge_grad_norm, max_steps=cfg.trainer.max_steps, target=tracker,
+            progress=cfg.trainer.progress, label=labels["name"],
+        )
+        final = {}
+        if result["status"] == "completed":
+            final = {f"test/{k}": v for k, v in task.evaluate(model, "test").items()}
+            logger.log({"epoch": result["steps"] / steps_per_epoch, **final}, step=result["steps"])
+        summary = summarize(result, final, tracker, task.target_metric, init_s, n_params, init_stats)
+        record = {**info, **summary}
+        write_json(run_dir / "run.json", record)
+        exit_code = 0
+        log.info("%s: %s %s", labels["name"], result["status"],
+                 {k: v for k, v in summary["summary"].items() if k.endswith(("epoch1", "final"))})
+        return record
+    except BaseException as exc:
+        write_json(run_dir / "run.json", {**info, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        raise
+    finally:
+        logger.close(exit_code)
+
+
+def _set_aside(path: Path) -> None:
+    if path.exists() and path.stat().st_size:
+        n = 1
+        while path.with_name(f"{path.name}.attempt{n}").exists():
+            n += 1
+        path.rename(path.with_name(f"{path.name}.attempt{n}"))
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        record = run(cfg)
+    except ConfigError as exc:
+        log.error("config error: %s", exc)
+        sys.exit(2)
+    return record.get("summary", {}).get("target_best")  # returned to sweepers (e.g. optuna)
+
+
+if __name__ == "__main__":
+    main()

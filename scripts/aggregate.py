@@ -1,0 +1,151 @@
+"""Aggregate run dirs into tables: ``results/<experiment>.csv`` and ``.md`` plus ``results/summary.md``.
+
+Reads every ``run.json`` under the runs dir (never W&B). One row per experiment x data x arch x init x variant: the
+number of seeds, mean ± sd over completed seeds of the target metric at init, after epoch 1, final and best, the test
+metric, and steps / epochs / seconds to the target. Runs that diverged, failed or are still running are counted in
+their row and listed below the table, never dropped silently.
+
+    python scripts/aggregate.py [--runs runs] [--out results] [--experiment NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+METRICS = [  # (column, summary key template; {m} = target metric with '/' -> '_')
+    ("init", "{m}_init"), ("epoch1", "{m}_epoch1"), ("final", "{m}_final"), ("best", "{m}_best"),
+    ("test_final", "test_{t}_final"), ("steps_to_target", "steps_to_target"),
+    ("epochs_to_target", "epochs_to_target"), ("wall_s_to_target", "wall_s_to_target"),
+]
+
+
+def load_runs(runs_dir: Path) -> list[dict]:
+    runs = []
+    for path in sorted(runs_dir.rglob("run.json")):
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            record = {"status": "corrupt", "labels": {}}
+        record["_dir"] = str(path.parent)
+        runs.append(record)
+    return runs
+
+
+def mean_sd(values):
+    values = [v for v in values if v is not None and isinstance(v, (int, float)) and math.isfinite(v)]
+    if not values:
+        return None, None, 0
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), sd, len(values)
+
+
+def aggregate(runs: list[dict]) -> list[dict]:
+    groups = defaultdict(list)
+    for r in runs:
+        lab = r.get("labels", {})
+        key = (lab.get("experiment", "?"), lab.get("data", "?"), lab.get("arch", "?"), lab.get("init", "?"),
+               lab.get("variant", ""))
+        groups[key].append(r)
+    rows = []
+    for (experiment, data, arch, init, variant), members in sorted(groups.items()):
+        done = [r for r in members if r.get("status") == "completed"]
+        metric = next((r["summary"]["target_metric"] for r in done if "summary" in r), "val/acc")
+        m, t = metric.replace("/", "_"), metric.split("/")[-1]
+        row = {"experiment": experiment, "data": data, "arch": arch, "init": init, "variant": variant,
+               "metric": metric, "n_seeds": len(done), "n_runs": len(members),
+               "n_diverged": sum(r.get("status") == "diverged" for r in members),
+               "n_failed": sum(r.get("status") not in ("completed", "diverged") for r in members),
+               "n_reached_target": sum(r["summary"].get("steps_to_target") is not None for r in done),
+               "alpha_max_factor": next((r.get("alpha_max_factor") for r in members), None)}
+        for col, tmpl in METRICS:
+            mean, sd, n = mean_sd([r["summary"].get(tmpl.format(m=m, t=t)) for r in done])
+            row[f"{col}_mean"], row[f"{col}_sd"], row[f"{col}_n"] = mean, sd, n
+        row["steps_per_s_mean"] = mean_sd([r["steps"] / r["wall_s"] for r in done if r.get("wall_s")])[0]
+        row["wall_s_mean"] = mean_sd([r.get("wall_s") for r in done])[0]
+        row["init_s_mean"] = mean_sd([r.get("init_s") for r in done])[0]
+        row["problems"] = "; ".join(
+            f"{Path(r['_dir']).name}@{Path(r['_dir']).parent.name}: {r.get('status')}"
+            + (f" at step {r.get('diverged_at')}" if r.get("status") == "diverged" else "")
+            for r in members if r.get("status") != "completed"
+        )
+        rows.append(row)
+    return rows
+
+
+def fmt(mean, sd, n, pct=False, digits=2):
+    if mean is None:
+        return "–"
+    scale = 100 if pct else 1
+    text = f"{mean * scale:.{digits}f} ± {sd * scale:.{digits}f}"
+    return text if n else "–"
+
+
+def markdown(rows: list[dict], title: str) -> str:
+    lines = [f"## {title}", "",
+             "| data | arch | init | variant | seeds | metric at init | after epoch 1 | final | best | test | "
+             "epochs to target | s to target | diverged/failed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        pct = r["metric"].endswith("acc")
+        reached = f" ({r['n_reached_target']}/{r['n_seeds']})" if r["n_seeds"] else ""
+        lines.append(
+            f"| {r['data']} | {r['arch']} | {r['init']} | {r['variant'] or '–'} | {r['n_seeds']} | "
+            f"{fmt(r['init_mean'], r['init_sd'], r['init_n'], pct)} | {fmt(r['epoch1_mean'], r['epoch1_sd'], r['epoch1_n'], pct)} | "
+            f"{fmt(r['final_mean'], r['final_sd'], r['final_n'], pct)} | {fmt(r['best_mean'], r['best_sd'], r['best_n'], pct)} | "
+            f"{fmt(r['test_final_mean'], r['test_final_sd'], r['test_final_n'], pct)} | "
+            f"{fmt(r['epochs_to_target_mean'], r['epochs_to_target_sd'], r['epochs_to_target_n'])}{reached} | "
+            f"{fmt(r['wall_s_to_target_mean'], r['wall_s_to_target_sd'], r['wall_s_to_target_n'], digits=1)} | "
+            f"{r['n_diverged']}/{r['n_failed']} |")
+    lines.append("")
+    lines.append(f"Metric: {rows[0]['metric'] if rows else '?'} (accuracy in %), mean ± sd over completed seeds; "
+                 "time to target counts only seeds that reached it (shown as reached/seeds) and includes the init phase.")
+    problems = [f"- {r['init']} ({r['variant'] or 'default'}): {r['problems']}" for r in rows if r["problems"]]
+    if problems:
+        lines += ["", "Runs not completed:", *problems]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", default="runs")
+    ap.add_argument("--out", default="results")
+    ap.add_argument("--experiment", nargs="*", help="only these experiments (default: all found)")
+    args = ap.parse_args(argv)
+    runs_dir, out = Path(args.runs), Path(args.out)
+    if not runs_dir.is_dir():
+        print(f"no runs dir {runs_dir}: run an experiment first (make reproduce)", file=sys.stderr)
+        return 1
+    rows = aggregate(load_runs(runs_dir))
+    if args.experiment:
+        rows = [r for r in rows if r["experiment"] in args.experiment]
+    if not rows:
+        print(f"no run.json under {runs_dir}", file=sys.stderr)
+        return 1
+    out.mkdir(parents=True, exist_ok=True)
+    by_exp = defaultdict(list)
+    for r in rows:
+        by_exp[r["experiment"]].append(r)
+    sections = []
+    for experiment, exp_rows in by_exp.items():
+        with open(out / f"{experiment}.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(exp_rows[0]))
+            writer.writeheader()
+            writer.writerows(exp_rows)
+        md = markdown(exp_rows, experiment)
+        (out / f"{experiment}.md").write_text(md)
+        sections.append(md)
+        print(f"wrote {out / experiment}.csv and .md ({len(exp_rows)} rows)")
+    (out / "summary.md").write_text("# Results\n\n" + "\n".join(sections))
+    print(f"table: {out / 'summary.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
