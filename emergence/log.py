@@ -59,8 +59,17 @@ class WandbSink:
             log.warning("logger.mode=online but no W&B API key is configured: logging offline instead")
             mode = "offline"
         self.run = wandb.init(
-            project=self.project, entity=self.entity, mode=mode, dir=str(run_dir), name=name, group=group,
-            tags=list(tags), config=config, id=resume_id, resume="allow" if resume_id else None, reinit=True,
+            project=self.project,
+            entity=self.entity,
+            mode=mode,
+            dir=str(run_dir),
+            name=name,
+            group=group,
+            tags=list(tags),
+            config=config,
+            id=resume_id,
+            resume="allow" if resume_id else None,
+            reinit=True,
         )
         return getattr(self.run, "id", None)
 

@@ -99,8 +99,9 @@ def train(
             if not math.isfinite(loss_value) or (
                 diverge_grad_norm is not None and grad_norm is not None and not grad_norm <= diverge_grad_norm
             ):
-                state.update(status="diverged", diverged_at=state["step"],
-                             reason=f"loss={loss_value}, grad_norm={grad_norm}")
+                state.update(
+                    status="diverged", diverged_at=state["step"], reason=f"loss={loss_value}, grad_norm={grad_norm}"
+                )
                 break
             optimizer.step()
             schedule.step()
@@ -128,11 +129,21 @@ def train(
                 break
         if state["status"] != "completed":
             break
-        train_stats = {"train/loss": float(loss_sum) / max(1, seen), "train/acc": int(correct) / max(1, seen),
-                       "time/step_ms": 1000 * interval_time / max(1, interval_steps)}
+        train_stats = {
+            "train/loss": float(loss_sum) / max(1, seen),
+            "train/acc": int(correct) / max(1, seen),
+            "time/step_ms": 1000 * interval_time / max(1, interval_steps),
+        }
         evaluate(state["step"] / steps_per_epoch, train_stats)
         model.train()
     bar.close()
-    return {"status": state["status"], "diverged_at": state["diverged_at"], "reason": state["reason"],
-            "history": history, "steps": state["step"], "samples_seen": state["samples"],
-            "wall_s": state["wall"], "steps_per_epoch": steps_per_epoch}
+    return {
+        "status": state["status"],
+        "diverged_at": state["diverged_at"],
+        "reason": state["reason"],
+        "history": history,
+        "steps": state["step"],
+        "samples_seen": state["samples"],
+        "wall_s": state["wall"],
+        "steps_per_epoch": steps_per_epoch,
+    }

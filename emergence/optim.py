@@ -73,7 +73,9 @@ def build_optimizer(
     if not lr >= 0:
         raise ValueError(f"optim.lr must be >= 0; got {lr}")
     if not weight_decay >= 0 or not 0 <= momentum < 1:
-        raise ValueError(f"optim.weight_decay must be >= 0 and optim.momentum in [0, 1); got {weight_decay}, {momentum}")
+        raise ValueError(
+            f"optim.weight_decay must be >= 0 and optim.momentum in [0, 1); got {weight_decay}, {momentum}"
+        )
     scales = {}
     if layerwise_lr:
         if example is None:
@@ -115,7 +117,7 @@ def build_schedule(
     if name not in SCHEDULES:
         raise ValueError(f"schedule.name must be one of {list(SCHEDULES)}; got {name!r}")
     if warmup_epochs < 0 or not 0 <= min_lr_factor <= 1:
-        raise ValueError(f"schedule.warmup_epochs must be >= 0 and schedule.min_lr_factor in [0, 1]")
+        raise ValueError("schedule.warmup_epochs must be >= 0 and schedule.min_lr_factor in [0, 1]")
     total = max(1, steps_per_epoch * epochs)
     warmup = int(round(warmup_epochs * steps_per_epoch))
     return torch.optim.lr_scheduler.LambdaLR(

@@ -87,7 +87,8 @@ def labels_from_hydra(cfg: DictConfig) -> dict:
     except (ValueError, ImportError):  # not under @hydra.main (tests call run() on a composed config)
         pass
     variant = [
-        o for o in overrides
+        o
+        for o in overrides
         if o.split("=")[0].lstrip("+~") not in NOT_VARIANT and not o.lstrip("+~").startswith(NOT_VARIANT_PREFIX)
     ]
     arch = choices.get("arch") or cfg.arch._target_.rsplit(".", 1)[-1].lower()
@@ -95,9 +96,19 @@ def labels_from_hydra(cfg: DictConfig) -> dict:
     data = choices.get("data") or str(OmegaConf.select(cfg, "data.dataset", default="data"))
     experiment = str(cfg.get("name") or "default")
     return {
-        "experiment": experiment, "arch": arch, "init": init, "data": data, "seed": int(cfg.seed),
-        "variant": ",".join(sorted(variant)), "name": f"{arch}-{init}-s{cfg.seed}",
-        "tags": [f"arch:{arch}", f"init:{init}", f"data:{data}", f"norm:{OmegaConf.select(cfg, 'arch.norm', default='none')}"],
+        "experiment": experiment,
+        "arch": arch,
+        "init": init,
+        "data": data,
+        "seed": int(cfg.seed),
+        "variant": ",".join(sorted(variant)),
+        "name": f"{arch}-{init}-s{cfg.seed}",
+        "tags": [
+            f"arch:{arch}",
+            f"init:{init}",
+            f"data:{data}",
+            f"norm:{OmegaConf.select(cfg, 'arch.norm', default='none')}",
+        ],
     }
 
 
@@ -124,16 +135,25 @@ def summarize(result, final, tracker, metric, init_s, n_params, init_stats) -> d
         "target": tracker.target,
     }
     hit = tracker.hit
-    summary.update({
-        "steps_to_target": hit["step"] if hit else None,
-        "epochs_to_target": hit["epoch"] if hit else None,
-        "samples_to_target": hit["samples_seen"] if hit else None,
-        # the init phase counts towards time to target (it is the cost of data-dependent inits such as GradInit)
-        "wall_s_to_target": hit["time/wall_s"] + init_s if hit else None,
-    })
+    summary.update(
+        {
+            "steps_to_target": hit["step"] if hit else None,
+            "epochs_to_target": hit["epoch"] if hit else None,
+            "samples_to_target": hit["samples_seen"] if hit else None,
+            # the init phase counts towards time to target (it is the cost of data-dependent inits such as GradInit)
+            "wall_s_to_target": hit["time/wall_s"] + init_s if hit else None,
+        }
+    )
     return {
-        "status": result["status"], "diverged_at": result["diverged_at"], "reason": result["reason"],
-        "steps": result["steps"], "epochs": result["steps"] / result["steps_per_epoch"],
-        "samples_seen": result["samples_seen"], "wall_s": result["wall_s"], "init_s": init_s, "n_params": n_params,
-        "alpha_max_factor": init_stats.get("alpha_max_factor"), "summary": summary,
+        "status": result["status"],
+        "diverged_at": result["diverged_at"],
+        "reason": result["reason"],
+        "steps": result["steps"],
+        "epochs": result["steps"] / result["steps_per_epoch"],
+        "samples_seen": result["samples_seen"],
+        "wall_s": result["wall_s"],
+        "init_s": init_s,
+        "n_params": n_params,
+        "alpha_max_factor": init_stats.get("alpha_max_factor"),
+        "summary": summary,
     }

@@ -20,7 +20,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from emergence import loop, seeding
 from emergence.config import ConfigError, config_fingerprint, validate
+from emergence.init.layers import trace_units
 from emergence.log import RunLogger
+from emergence.metrics import emergence as emergence_measure
+from emergence.metrics.layer_stats import LayerTracker
 from emergence.runinfo import environment_info, labels_from_hydra, read_run_json, summarize, write_json
 
 log = logging.getLogger("emergence")
@@ -82,6 +85,10 @@ def run(cfg: DictConfig) -> dict:
     steps_per_epoch = task.steps_per_epoch(cfg.trainer.batch_size)
     schedule = instantiate(cfg.schedule)(optimizer, steps_per_epoch, cfg.trainer.epochs)
 
+    # what is measured besides loss and accuracy: emergence E at every evaluation, per-layer stats every k steps
+    extra_eval = measurer(cfg.measure, task, seed, n_params)
+    on_step = diagnostics(cfg.diagnostics, model, tuple(t.to(device) for t in example))
+
     # loop
     sink = instantiate(cfg.logger)
     logger = RunLogger(run_dir, sink)
@@ -91,16 +98,35 @@ def run(cfg: DictConfig) -> dict:
     exit_code = 1
     try:
         sink.start(run_dir, labels["name"], labels["experiment"], labels["tags"], {**resolved, "git": info["git"]})
-        logger.log({"epoch": 0, "time/init_s": init_s, "model/n_params": n_params,
-                    **{f"init/{k}": v for k, v in init_stats.items()}}, step=0)
+        logger.log(
+            {
+                "epoch": 0,
+                "time/init_s": init_s,
+                "model/n_params": n_params,
+                **{f"init/{k}": v for k, v in init_stats.items()},
+            },
+            step=0,
+        )
         tracker = loop.TargetTracker(task.target_metric, cfg.trainer.target)
         result = loop.train(
-            model=model, task=task, optimizer=optimizer, schedule=schedule, logger=logger,
-            epochs=cfg.trainer.epochs, batch_size=cfg.trainer.batch_size,
-            data_generator=seeding.generator(seed, "data"), device=device,
-            eval_every_steps=cfg.trainer.eval_every_steps, grad_clip=cfg.trainer.grad_clip,
-            diverge_grad_norm=cfg.trainer.diverge_grad_norm, max_steps=cfg.trainer.max_steps, target=tracker,
-            progress=cfg.trainer.progress, label=labels["name"],
+            model=model,
+            task=task,
+            optimizer=optimizer,
+            schedule=schedule,
+            logger=logger,
+            epochs=cfg.trainer.epochs,
+            batch_size=cfg.trainer.batch_size,
+            data_generator=seeding.generator(seed, "data"),
+            device=device,
+            eval_every_steps=cfg.trainer.eval_every_steps,
+            grad_clip=cfg.trainer.grad_clip,
+            diverge_grad_norm=cfg.trainer.diverge_grad_norm,
+            max_steps=cfg.trainer.max_steps,
+            target=tracker,
+            extra_eval=extra_eval,
+            on_step=on_step,
+            progress=cfg.trainer.progress,
+            label=labels["name"],
         )
         final = {}
         if result["status"] == "completed":
@@ -110,14 +136,53 @@ def run(cfg: DictConfig) -> dict:
         record = {**info, **summary}
         write_json(run_dir / "run.json", record)
         exit_code = 0
-        log.info("%s: %s %s", labels["name"], result["status"],
-                 {k: v for k, v in summary["summary"].items() if k.endswith(("epoch1", "final"))})
+        log.info(
+            "%s: %s %s",
+            labels["name"],
+            result["status"],
+            {k: v for k, v in summary["summary"].items() if k.endswith(("epoch1", "final"))},
+        )
         return record
     except BaseException as exc:
         write_json(run_dir / "run.json", {**info, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
         raise
     finally:
         logger.close(exit_code)
+
+
+def measurer(mcfg, task, seed: int, n_params: int):
+    """``model -> {emergence/...}`` on a fixed probe batch, or None when disabled."""
+    if not mcfg.enabled:
+        return None
+    probe = task.probe_inputs(mcfg.probe_size, seeding.generator(seed, "probe"))
+    options = {k: mcfg[k] for k in ("threshold", "bn_mode", "count", "product_over")}
+
+    def measure(model) -> dict:
+        stats = emergence_measure.measure(model, probe, n_params=n_params, **options)
+        out = {
+            "emergence/log10_E": stats["log10_E"],
+            "emergence/E": float(stats["E"]),
+            "emergence/E_rel": float(stats["E_rel"]),
+        }
+        out.update(
+            {f"emergence/active_frac/{k.split('/', 1)[1]}": v for k, v in stats.items() if k.startswith("active_frac/")}
+        )
+        return out
+
+    return measure
+
+
+def diagnostics(dcfg, model, example):
+    """``step -> {layer/...}`` every ``every_steps`` steps: per-layer grad norm, relative update, distance from init."""
+    every = int(dcfg.every_steps)
+    if every <= 0:
+        return None
+    tracker = LayerTracker([(w_name, w) for unit in trace_units(model, example) for w_name, w in unit.weights])
+
+    def on_step(step: int) -> dict | None:
+        return tracker.stats(step) if step % every == 0 else None
+
+    return on_step
 
 
 def _set_aside(path: Path) -> None:

@@ -20,9 +20,14 @@ from collections import defaultdict
 from pathlib import Path
 
 METRICS = [  # (column, summary key template; {m} = target metric with '/' -> '_')
-    ("init", "{m}_init"), ("epoch1", "{m}_epoch1"), ("final", "{m}_final"), ("best", "{m}_best"),
-    ("test_final", "test_{t}_final"), ("steps_to_target", "steps_to_target"),
-    ("epochs_to_target", "epochs_to_target"), ("wall_s_to_target", "wall_s_to_target"),
+    ("init", "{m}_init"),
+    ("epoch1", "{m}_epoch1"),
+    ("final", "{m}_final"),
+    ("best", "{m}_best"),
+    ("test_final", "test_{t}_final"),
+    ("steps_to_target", "steps_to_target"),
+    ("epochs_to_target", "epochs_to_target"),
+    ("wall_s_to_target", "wall_s_to_target"),
 ]
 
 
@@ -50,20 +55,33 @@ def aggregate(runs: list[dict]) -> list[dict]:
     groups = defaultdict(list)
     for r in runs:
         lab = r.get("labels", {})
-        key = (lab.get("experiment", "?"), lab.get("data", "?"), lab.get("arch", "?"), lab.get("init", "?"),
-               lab.get("variant", ""))
+        key = (
+            lab.get("experiment", "?"),
+            lab.get("data", "?"),
+            lab.get("arch", "?"),
+            lab.get("init", "?"),
+            lab.get("variant", ""),
+        )
         groups[key].append(r)
     rows = []
     for (experiment, data, arch, init, variant), members in sorted(groups.items()):
         done = [r for r in members if r.get("status") == "completed"]
         metric = next((r["summary"]["target_metric"] for r in done if "summary" in r), "val/acc")
         m, t = metric.replace("/", "_"), metric.split("/")[-1]
-        row = {"experiment": experiment, "data": data, "arch": arch, "init": init, "variant": variant,
-               "metric": metric, "n_seeds": len(done), "n_runs": len(members),
-               "n_diverged": sum(r.get("status") == "diverged" for r in members),
-               "n_failed": sum(r.get("status") not in ("completed", "diverged") for r in members),
-               "n_reached_target": sum(r["summary"].get("steps_to_target") is not None for r in done),
-               "alpha_max_factor": next((r.get("alpha_max_factor") for r in members), None)}
+        row = {
+            "experiment": experiment,
+            "data": data,
+            "arch": arch,
+            "init": init,
+            "variant": variant,
+            "metric": metric,
+            "n_seeds": len(done),
+            "n_runs": len(members),
+            "n_diverged": sum(r.get("status") == "diverged" for r in members),
+            "n_failed": sum(r.get("status") not in ("completed", "diverged") for r in members),
+            "n_reached_target": sum(r["summary"].get("steps_to_target") is not None for r in done),
+            "alpha_max_factor": next((r.get("alpha_max_factor") for r in members), None),
+        }
         for col, tmpl in METRICS:
             mean, sd, n = mean_sd([r["summary"].get(tmpl.format(m=m, t=t)) for r in done])
             row[f"{col}_mean"], row[f"{col}_sd"], row[f"{col}_n"] = mean, sd, n
@@ -73,7 +91,8 @@ def aggregate(runs: list[dict]) -> list[dict]:
         row["problems"] = "; ".join(
             f"{Path(r['_dir']).name}@{Path(r['_dir']).parent.name}: {r.get('status')}"
             + (f" at step {r.get('diverged_at')}" if r.get("status") == "diverged" else "")
-            for r in members if r.get("status") != "completed"
+            for r in members
+            if r.get("status") != "completed"
         )
         rows.append(row)
     return rows
@@ -88,24 +107,30 @@ def fmt(mean, sd, n, pct=False, digits=2):
 
 
 def markdown(rows: list[dict], title: str) -> str:
-    lines = [f"## {title}", "",
-             "| data | arch | init | variant | seeds | metric at init | after epoch 1 | final | best | test | "
-             "epochs to target | s to target | diverged/failed |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## {title}",
+        "",
+        "| data | arch | init | variant | seeds | metric at init | after epoch 1 | final | best | test | "
+        "epochs to target | s to target | diverged/failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         pct = r["metric"].endswith("acc")
         reached = f" ({r['n_reached_target']}/{r['n_seeds']})" if r["n_seeds"] else ""
+        cells = [fmt(r[f"{c}_mean"], r[f"{c}_sd"], r[f"{c}_n"], pct) for c in ("init", "epoch1", "final", "best")]
         lines.append(
             f"| {r['data']} | {r['arch']} | {r['init']} | {r['variant'] or '–'} | {r['n_seeds']} | "
-            f"{fmt(r['init_mean'], r['init_sd'], r['init_n'], pct)} | {fmt(r['epoch1_mean'], r['epoch1_sd'], r['epoch1_n'], pct)} | "
-            f"{fmt(r['final_mean'], r['final_sd'], r['final_n'], pct)} | {fmt(r['best_mean'], r['best_sd'], r['best_n'], pct)} | "
-            f"{fmt(r['test_final_mean'], r['test_final_sd'], r['test_final_n'], pct)} | "
+            + " | ".join(cells)
+            + f" | {fmt(r['test_final_mean'], r['test_final_sd'], r['test_final_n'], pct)} | "
             f"{fmt(r['epochs_to_target_mean'], r['epochs_to_target_sd'], r['epochs_to_target_n'])}{reached} | "
             f"{fmt(r['wall_s_to_target_mean'], r['wall_s_to_target_sd'], r['wall_s_to_target_n'], digits=1)} | "
-            f"{r['n_diverged']}/{r['n_failed']} |")
+            f"{r['n_diverged']}/{r['n_failed']} |"
+        )
     lines.append("")
-    lines.append(f"Metric: {rows[0]['metric'] if rows else '?'} (accuracy in %), mean ± sd over completed seeds; "
-                 "time to target counts only seeds that reached it (shown as reached/seeds) and includes the init phase.")
+    lines.append(
+        f"Metric: {rows[0]['metric'] if rows else '?'} (accuracy in %), mean ± sd over completed seeds; "
+        "time to target counts only seeds that reached it (shown as reached/seeds) and includes the init phase."
+    )
     problems = [f"- {r['init']} ({r['variant'] or 'default'}): {r['problems']}" for r in rows if r["problems"]]
     if problems:
         lines += ["", "Runs not completed:", *problems]

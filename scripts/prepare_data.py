@@ -61,8 +61,12 @@ def from_debian(root: Path) -> bool:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default="data")
-    ap.add_argument("--datasets", nargs="+", default=["fashion_mnist", "mnist"],
-                    choices=["fashion_mnist", "mnist", "cifar10", "cifar100"])
+    ap.add_argument(
+        "--datasets",
+        nargs="+",
+        default=["fashion_mnist", "mnist"],
+        choices=["fashion_mnist", "mnist", "cifar10", "cifar100"],
+    )
     ap.add_argument("--required", nargs="*", default=["fashion_mnist"])
     ap.add_argument("--offline", action="store_true", help="do not try to download")
     args = ap.parse_args(argv)

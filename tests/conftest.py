@@ -15,8 +15,15 @@ from omegaconf import open_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
-SMALL = ["data=synthetic", "logger=none", "trainer.epochs=1", "trainer.batch_size=64", "trainer.progress=false",
-         "arch.depth=2", "arch.width=32"]
+SMALL = [
+    "data=synthetic",
+    "logger=none",
+    "trainer.epochs=1",
+    "trainer.batch_size=64",
+    "trainer.progress=false",
+    "arch.depth=2",
+    "arch.width=32",
+]
 
 torch.set_num_threads(1)
 

@@ -218,8 +218,9 @@ def test_layerwise_lr_control_tracks_the_rescaled_run(momentum):
     Emergence(Kaiming(), alpha=alpha)(ramped, example(), gen(3))
     Kaiming()(control, example(), gen(3))
     opt_r = build_optimizer(ramped, name="sgd", lr=lr, momentum=momentum)
-    opt_c = build_optimizer(control, name="sgd", lr=lr, momentum=momentum,
-                            layerwise_lr={"alpha": alpha}, example=example())
+    opt_c = build_optimizer(
+        control, name="sgd", lr=lr, momentum=momentum, layerwise_lr={"alpha": alpha}, example=example()
+    )
     for _ in range(5):
         for model, opt in ((ramped, opt_r), (control, opt_c)):
             opt.zero_grad()

@@ -1,4 +1,4 @@
-"""A Hydra multirun (2 inits x 2 seeds) through the CLI writes deterministic run dirs, and the aggregation reads them."""
+"""A Hydra multirun (2 inits x 2 seeds) through the CLI writes deterministic run dirs; the aggregation reads them."""
 
 from __future__ import annotations
 
@@ -8,8 +8,18 @@ import sys
 
 from tests.conftest import ROOT
 
-ARGS = ["-m", "arch=mlp", "init=xavier,emergence", "seed=0,1", "data=synthetic", "logger=none",
-        "trainer.epochs=1", "arch.depth=2", "arch.width=16", "name=sweep_test"]
+ARGS = [
+    "-m",
+    "arch=mlp",
+    "init=xavier,emergence",
+    "seed=0,1",
+    "data=synthetic",
+    "logger=none",
+    "trainer.epochs=1",
+    "arch.depth=2",
+    "arch.width=16",
+    "name=sweep_test",
+]
 
 
 def test_multirun_runs_skips_on_rerun_and_aggregates(subprocess_env, tmp_path):
@@ -19,7 +29,8 @@ def test_multirun_runs_skips_on_rerun_and_aggregates(subprocess_env, tmp_path):
     runs = sorted(tmp_path.glob("runs/sweep_test/*/seed=*/run.json"))
     common = "arch.depth=2,arch.width=16,arch=mlp,data=synthetic"
     assert [p.parent.parent.name + "/" + p.parent.name for p in runs] == [
-        f"{common},init={init},trainer.epochs=1/seed={seed}" for init in ("emergence", "xavier") for seed in (0, 1)]
+        f"{common},init={init},trainer.epochs=1/seed={seed}" for init in ("emergence", "xavier") for seed in (0, 1)
+    ]
     mtimes = [p.stat().st_mtime_ns for p in runs]
 
     second = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env, cwd=ROOT, timeout=300)
@@ -28,8 +39,13 @@ def test_multirun_runs_skips_on_rerun_and_aggregates(subprocess_env, tmp_path):
     assert [p.stat().st_mtime_ns for p in runs] == mtimes  # nothing retrained
 
     out = tmp_path / "results"
-    agg = subprocess.run([sys.executable, "scripts/aggregate.py", "--runs", str(tmp_path / "runs"), "--out", str(out)],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    agg = subprocess.run(
+        [sys.executable, "scripts/aggregate.py", "--runs", str(tmp_path / "runs"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert agg.returncode == 0, agg.stderr
     rows = list(csv.DictReader(open(out / "sweep_test.csv")))
     assert sorted(r["init"] for r in rows) == ["emergence", "xavier"]

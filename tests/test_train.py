@@ -25,7 +25,16 @@ def test_a_few_steps_lower_the_loss(make_cfg, tmp_path):
     val_loss = [r["val/loss"] for r in history if "val/loss" in r]
     assert val_loss[-1] < 0.7 * val_loss[0]
     assert record["summary"]["val_acc_final"] > record["summary"]["val_acc_init"] + 0.3
-    for key in ("train/loss", "train/acc", "val/loss", "val/acc", "time/wall_s", "time/step_ms", "epoch", "samples_seen"):
+    for key in (
+        "train/loss",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "time/wall_s",
+        "time/step_ms",
+        "epoch",
+        "samples_seen",
+    ):
         assert key in history[-2], key  # the last epoch record (the very last one is the test evaluation)
     assert history[0]["time/init_s"] >= 0 and "init/net.1/std" in history[0]
 
@@ -56,7 +65,8 @@ def test_another_seed_changes_the_metrics(make_cfg):
     a = run(make_cfg("arch=mlp", "init=kaiming", run="a"))
     b = run(make_cfg("arch=mlp", "init=kaiming", "seed=1", run="b"))
     assert untimed(read_metrics(a["config"]["run_dir"] + "/metrics.jsonl")) != untimed(
-        read_metrics(b["config"]["run_dir"] + "/metrics.jsonl"))
+        read_metrics(b["config"]["run_dir"] + "/metrics.jsonl")
+    )
 
 
 def test_another_init_sees_the_same_data_order(make_cfg, monkeypatch):
@@ -117,3 +127,24 @@ def test_warmup_and_cosine_schedules_shape_the_lr():
 def test_adam_and_batchnorm_mlp_train(make_cfg):
     record = run(make_cfg("arch=mlp_bn", "init=emergence", "optim=adam", "optim.lr=0.005", "trainer.epochs=3"))
     assert record["status"] == "completed" and record["summary"]["val_acc_final"] > 0.5
+
+
+def test_emergence_and_layer_diagnostics_are_logged(make_cfg, tmp_path):
+    run(make_cfg("arch=mlp", "init=emergence", "init.alpha=1.5", "arch.depth=4", "diagnostics.every_steps=5"))
+    history = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    evals = [r for r in history if "val/acc" in r]
+    assert evals[0]["step"] == 0 and len(evals) == 2  # the init itself and the end of the epoch
+    for r in evals:
+        assert r["emergence/log10_E"] > 0 and r["emergence/E_rel"] > 0
+        assert 0 <= r["emergence/active_frac/net.2"] <= 1 and "emergence/active_frac/net.8" in r
+    layer = [r for r in history if "layer/net.1/grad_norm" in r]
+    assert [r["step"] for r in layer] == [5, 10, 15, 20, 25]
+    assert all(r["layer/net.1/rel_update"] > 0 and r["layer/net.9/dist_init"] > 0 for r in layer)
+    # the first layer moves relatively more than the last under the forward ramp (PAPER.md §3: lr * alpha^(-2e))
+    assert layer[-1]["layer/net.1/dist_init"] > layer[-1]["layer/net.9/dist_init"]
+
+
+def test_measure_can_be_switched_off(make_cfg, tmp_path):
+    run(make_cfg("arch=mlp", "init=kaiming", "measure.enabled=false", "diagnostics.every_steps=0"))
+    history = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert not any(k.startswith(("emergence/", "layer/")) for r in history for k in r)

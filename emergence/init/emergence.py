@@ -56,11 +56,15 @@ class Emergence:
         allow_reapply: bool = False,
     ):
         if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
-            raise ValueError(f"init.alpha must be a finite number > 0 (1 = the base init, > 1 promotes emergence); got {alpha}")
+            raise ValueError(
+                f"init.alpha must be a finite number > 0 (1 = the base init, > 1 promotes emergence); got {alpha}"
+            )
         if exponent not in CONVENTIONS:
             raise ValueError(f"init.exponent must be one of {list(CONVENTIONS)}; got {exponent!r}")
         if not callable(base):
-            raise ValueError("init.base must be an initializer config with a _target_ (e.g. emergence.init.kaiming.Kaiming)")
+            raise ValueError(
+                "init.base must be an initializer config with a _target_ (e.g. emergence.init.kaiming.Kaiming)"
+            )
         self.base, self.alpha, self.exponent = base, float(alpha), exponent
         self.inverse, self.turning_point, self.allow_reapply = bool(inverse), turning_point, bool(allow_reapply)
 

@@ -20,9 +20,7 @@ NONLINEARITIES = ("relu", "leaky_relu", "linear", "tanh", "selu")
 class Kaiming:
     needs_data = False
 
-    def __init__(
-        self, distribution: str = "normal", mode: str = "fan_in", nonlinearity: str = "relu", a: float = 0.0
-    ):
+    def __init__(self, distribution: str = "normal", mode: str = "fan_in", nonlinearity: str = "relu", a: float = 0.0):
         if distribution not in DISTRIBUTIONS:
             raise ValueError(f"init.distribution must be one of {list(DISTRIBUTIONS)}; got {distribution!r}")
         if mode not in MODES:

@@ -41,7 +41,9 @@ class ClassificationTask:
         if dataset not in READERS:
             raise ValueError(f"data.dataset must be one of {sorted(READERS)}; got {dataset!r}")
         if val_size < 0 or (train_subset is not None and train_subset < 1):
-            raise ValueError(f"data.val_size must be >= 0 and data.train_subset >= 1 or null; got {val_size}, {train_subset}")
+            raise ValueError(
+                f"data.val_size must be >= 0 and data.train_subset >= 1 or null; got {val_size}, {train_subset}"
+            )
         self.dataset, self.root, self.val_size = dataset, root, int(val_size)
         self.train_subset, self.test_subset, self.split_seed = train_subset, test_subset, int(split_seed)
         self.label_smoothing, self.eval_batch_size = float(label_smoothing), int(eval_batch_size)
@@ -113,12 +115,37 @@ class ClassificationTask:
                 xb = self.augment(xb, generator)
             yield xb, y[idx]
 
+    def gradinit_batches(self, batch_size: int, generator: torch.Generator) -> tuple:
+        """Three disjoint, augmented half-batches (B0, B1, B2) of random training images, for GradInit."""
+        x, y = self.splits["train"]
+        half = batch_size // 2
+        idx = torch.randperm(len(y), generator=generator)[: 3 * half].to(x.device)
+        parts = []
+        for i in range(3):
+            j = idx[i * half : (i + 1) * half]
+            xb = x[j] if self.augment is None else self.augment(x[j], generator)
+            parts.append((xb, y[j]))
+        return tuple(parts)
+
+    @staticmethod
+    def merge(a: tuple, b: tuple) -> tuple:
+        """One batch made of two (S = B0 + B1 in GradInit)."""
+        return torch.cat([a[0], b[0]]), torch.cat([a[1], b[1]])
+
     # ---- loss and evaluation ------------------------------------------------------------------------------------
+    @staticmethod
+    def inputs(batch: tuple) -> tuple:
+        """Positional model inputs of a batch (``model(*task.inputs(batch))``)."""
+        return (batch[0],)
+
+    def criterion(self, logits: torch.Tensor, batch: tuple) -> torch.Tensor:
+        """The training loss of model outputs on a batch (label smoothing included)."""
+        return F.cross_entropy(logits, batch[1], label_smoothing=self.label_smoothing)
+
     def loss(self, model: nn.Module, batch: tuple) -> tuple[torch.Tensor, dict]:
-        x, y = batch
-        logits = model(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        return loss, {"correct": (logits.argmax(1) == y).sum(), "n": len(y)}
+        logits = model(*self.inputs(batch))
+        y = batch[1]
+        return self.criterion(logits, batch), {"correct": (logits.argmax(1) == y).sum(), "n": len(y)}
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
