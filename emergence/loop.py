@@ -53,6 +53,7 @@ def train(
     target: TargetTracker | None = None,
     extra_eval: Callable[[nn.Module], dict] | None = None,
     on_step: Callable[[int], dict | None] | None = None,
+    autocast: bool = False,
     progress: bool | str = "auto",
     label: str = "",
 ) -> dict:
@@ -89,7 +90,8 @@ def train(
         for batch in task.train_batches(batch_size, data_generator):
             _sync(device)
             t0 = time.perf_counter()
-            loss, stats = task.loss(model, batch)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss, stats = task.loss(model, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = None

@@ -78,6 +78,10 @@ def run(cfg: DictConfig) -> dict:
     init_s = time.perf_counter() - t0
     model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
+    if _auto(cfg.trainer.channels_last, device) and len(task.input_shape) == 3:
+        model.to(memory_format=torch.channels_last)
+    autocast = _auto(cfg.trainer.amp if cfg.trainer.amp != "bf16" else True, device)
+    train_model = torch.compile(model) if cfg.trainer.compile else model
 
     # optimizer and schedule
     torch.manual_seed(seeding.stream_seed(seed, "train"))  # dropout and other training noise
@@ -109,7 +113,7 @@ def run(cfg: DictConfig) -> dict:
         )
         tracker = loop.TargetTracker(task.target_metric, cfg.trainer.target)
         result = loop.train(
-            model=model,
+            model=train_model,
             task=task,
             optimizer=optimizer,
             schedule=schedule,
@@ -125,6 +129,7 @@ def run(cfg: DictConfig) -> dict:
             target=tracker,
             extra_eval=extra_eval,
             on_step=on_step,
+            autocast=autocast,
             progress=cfg.trainer.progress,
             label=labels["name"],
         )
@@ -148,6 +153,13 @@ def run(cfg: DictConfig) -> dict:
         raise
     finally:
         logger.close(exit_code)
+
+
+def _auto(value, device: torch.device) -> bool:
+    """``auto`` means on CUDA only; ``none``/false off; true/bf16 on."""
+    if value == "auto":
+        return device.type == "cuda"
+    return value not in (False, "none", None)
 
 
 def measurer(mcfg, task, seed: int, n_params: int):

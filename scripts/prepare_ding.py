@@ -140,8 +140,16 @@ def build(source: Path, n_valid: int, n_test: int, seed: int) -> tuple[dict[str,
     unique = list(dict.fromkeys(pairs))
     counts["pairs_unique"] = len(unique)
     splits = split_pairs(unique, n_valid, n_test, seed)
-    order = ("entries", "skipped_misaligned_entries", "skipped_malformed_entries", "sub_entries", "pairs_nonempty",
-             "pairs_ge4_words", "pairs_sentences", "pairs_unique")
+    order = (
+        "entries",
+        "skipped_misaligned_entries",
+        "skipped_malformed_entries",
+        "sub_entries",
+        "pairs_nonempty",
+        "pairs_ge4_words",
+        "pairs_sentences",
+        "pairs_unique",
+    )
     return splits, {k: counts[k] for k in order}
 
 
@@ -166,9 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if not args.source.is_file():
-        print(f"error: Ding dictionary not found at {args.source}.\n"
-              "Install the Debian package: sudo apt-get install trans-de-en  (GPL-2+; never commit the corpus)",
-              file=sys.stderr)
+        print(
+            f"error: Ding dictionary not found at {args.source}.\n"
+            "Install the Debian package: sudo apt-get install trans-de-en  (GPL-2+; never commit the corpus)",
+            file=sys.stderr,
+        )
         return 1
     left, right = file_langs(args.source)
     if {args.src, args.tgt} != {left, right} or args.src == args.tgt:
@@ -178,15 +188,22 @@ def main(argv: list[str] | None = None) -> int:
     swap = args.src != left
     args.out.mkdir(parents=True, exist_ok=True)
     for split, pairs in splits.items():
-        src_lines, tgt_lines = ([b for _, b in pairs], [a for a, _ in pairs]) if swap else (
-            [a for a, _ in pairs], [b for _, b in pairs])
+        src_lines, tgt_lines = (
+            ([b for _, b in pairs], [a for a, _ in pairs]) if swap else ([a for a, _ in pairs], [b for _, b in pairs])
+        )
         for lang, lines in ((args.src, src_lines), (args.tgt, tgt_lines)):
             (args.out / f"{split}.{lang}").write_text("".join(s + "\n" for s in lines), encoding="utf-8")
     sizes = {split: len(pairs) for split, pairs in splits.items()}
     meta = {
-        "corpus": "ding", "rules_version": RULES_VERSION, "src": args.src, "tgt": args.tgt, "seed": args.seed,
-        "source_file": str(args.source), "source_sha256": hashlib.sha256(args.source.read_bytes()).hexdigest(),
-        "counts": counts, "sizes": sizes,
+        "corpus": "ding",
+        "rules_version": RULES_VERSION,
+        "src": args.src,
+        "tgt": args.tgt,
+        "seed": args.seed,
+        "source_file": str(args.source),
+        "source_sha256": hashlib.sha256(args.source.read_bytes()).hexdigest(),
+        "counts": counts,
+        "sizes": sizes,
     }
     (args.out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     for stage, n in counts.items():

@@ -34,8 +34,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 IWSLT14_URL = "http://dl.fbaipublicfiles.com/fairseq/data/iwslt14/de-en.tgz"
-TEST_SETS = ("IWSLT14.TED.dev2010", "IWSLT14.TEDX.dev2012", "IWSLT14.TED.tst2010", "IWSLT14.TED.tst2011",
-             "IWSLT14.TED.tst2012")
+TEST_SETS = (
+    "IWSLT14.TED.dev2010",
+    "IWSLT14.TEDX.dev2012",
+    "IWSLT14.TED.tst2010",
+    "IWSLT14.TED.tst2011",
+    "IWSLT14.TED.tst2012",
+)
 _DROP_TAGS = ("<url>", "<talkid>", "<keywords>")
 _DELETE_TAGS = re.compile(r"</?(title|description)>")
 _SEG_OPEN = re.compile(r'<seg id="[0-9]*">\s*')
@@ -131,8 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-lowercase", action="store_true", help="keep case (the recipe lowercases)")
     args = parser.parse_args(argv)
     if not args.archive.is_file():
-        print(f"error: archive {args.archive} not found. Download it on a machine with network access:\n"
-              f"  wget {IWSLT14_URL}", file=sys.stderr)
+        print(
+            f"error: archive {args.archive} not found. Download it on a machine with network access:\n"
+            f"  wget {IWSLT14_URL}",
+            file=sys.stderr,
+        )
         return 1
     pair = f"{args.src}-{args.tgt}"
     lower = (lambda s: s) if args.no_lowercase else str.lower
@@ -142,14 +150,22 @@ def main(argv: list[str] | None = None) -> int:
             tokenize, tok_name = make_tokenizer(args.tokenize, lang)
             raw = _read_member(tar, f"train.tags.{pair}.{lang}")
             sides[lang] = [tokenize(t) for t in (strip_train_tags(x) for x in raw) if t is not None]
-            tests[lang] = [lower(tokenize(s)) for name in TEST_SETS
-                           for s in extract_segments(_read_member(tar, f"{name}.{pair}.{lang}.xml"))]
+            tests[lang] = [
+                lower(tokenize(s))
+                for name in TEST_SETS
+                for s in extract_segments(_read_member(tar, f"{name}.{pair}.{lang}.xml"))
+            ]
     cleaned = [(lower(s), lower(t)) for s, t in clean_corpus(sides[args.src], sides[args.tgt], max_len=175)]
     train, valid = split_every(cleaned, 23)
     splits = {"train": train, "valid": valid, "test": list(zip(tests[args.src], tests[args.tgt], strict=True))}
-    meta = {"corpus": "iwslt14", "archive": str(args.archive), "tokenizer": tok_name,
-            "lowercase": not args.no_lowercase, "train_lines_before_clean": len(sides[args.src]),
-            "train_pairs_after_clean": len(cleaned)}
+    meta = {
+        "corpus": "iwslt14",
+        "archive": str(args.archive),
+        "tokenizer": tok_name,
+        "lowercase": not args.no_lowercase,
+        "train_lines_before_clean": len(sides[args.src]),
+        "train_pairs_after_clean": len(cleaned),
+    }
     write_corpus(args.out, splits, args.src, args.tgt, meta)
     return 0
 

@@ -56,8 +56,10 @@ def preprocess(lines: list[str], lang: str, tokenize_kind: str) -> tuple[list[st
     """Non-printing removal, punctuation normalization and tokenization of one side."""
     normalize, norm_name = make_normalizer(lang)
     tokenize, tok_name = make_tokenizer(tokenize_kind, lang)
-    return [tokenize(normalize(remove_non_printing(s))) for s in lines], {"normalizer": norm_name,
-                                                                             "tokenizer": tok_name}
+    return [tokenize(normalize(remove_non_printing(s))) for s in lines], {
+        "normalizer": norm_name,
+        "tokenizer": tok_name,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,9 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     files = [p for pair in [*args.train, args.valid, args.test] for p in pair]
     missing = [str(p) for p in files if not p.is_file()]
     if missing:
-        print("error: missing files: " + ", ".join(missing) +
-              "\nDownload the WMT'16 news task data from https://www.statmt.org/wmt16/translation-task.html",
-              file=sys.stderr)
+        print(
+            "error: missing files: "
+            + ", ".join(missing)
+            + "\nDownload the WMT'16 news task data from https://www.statmt.org/wmt16/translation-task.html",
+            file=sys.stderr,
+        )
         return 1
     splits, info = {}, {}
     for split, pairs in (("train", args.train), ("valid", [args.valid]), ("test", [args.test])):

@@ -18,8 +18,9 @@ WORDS = "the a cat dog sat ran on under mat house red big small , quickly it's d
 
 def _sentences(n: int, seed: int) -> list[str]:
     rng = random.Random(seed)
-    return [" ".join(rng.choices(WORDS, k=rng.randint(3, 12))).capitalize() + rng.choice([".", "!", "?"])
-            for _ in range(n)]
+    return [
+        " ".join(rng.choices(WORDS, k=rng.randint(3, 12))).capitalize() + rng.choice([".", "!", "?"]) for _ in range(n)
+    ]
 
 
 def _noisy(refs: list[str], seed: int) -> list[str]:
@@ -39,8 +40,12 @@ def test_corpus_bleu_matches_sacrebleu_cli(tmp_path, tokenize):
     refs = _sentences(60, seed=1)
     hyps = _noisy(refs, seed=2)
     files = write_translations(tmp_path / "test", ["src"] * len(refs), hyps, refs)
-    cli = subprocess.run([str(SACREBLEU_CLI), str(files["ref"]), "-i", str(files["hyp"]), "-b", "-w", "4",
-                          "-tok", tokenize], capture_output=True, text=True, check=True)
+    cli = subprocess.run(
+        [str(SACREBLEU_CLI), str(files["ref"]), "-i", str(files["hyp"]), "-b", "-w", "4", "-tok", tokenize],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     ours = corpus_bleu(hyps, refs, tokenize=tokenize)
     assert 5.0 < ours["score"] < 95.0  # a non-trivial score, so agreement means something
     assert ours["score"] == pytest.approx(float(cli.stdout.strip()), abs=1e-4)

@@ -52,8 +52,9 @@ def corpus(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def data(corpus, tmp_path_factory) -> TranslationData:
-    return TranslationData.from_corpus(corpus, SRC, TGT, vocab_size=200, joint=True,
-                                       cache_dir=tmp_path_factory.mktemp("cache"), max_positions=64)
+    return TranslationData.from_corpus(
+        corpus, SRC, TGT, vocab_size=200, joint=True, cache_dir=tmp_path_factory.mktemp("cache"), max_positions=64
+    )
 
 
 # --- sentencepiece and encoding -------------------------------------------------------------------------------
@@ -162,8 +163,10 @@ def test_reversed_direction_swaps_sides(corpus, data, tmp_path):
         rs, rt = rev.pair("train", i)
         assert torch.equal(s, rt) and torch.equal(t, rs)
     b = rev.batches("test", 500, shuffle=False)[0]
-    assert rev.decode(b["target"][0], "tgt") == (corpus / f"test.{SRC}").read_text(encoding="utf-8").splitlines()[
-        int(b["ids"][0])]
+    assert (
+        rev.decode(b["target"][0], "tgt")
+        == (corpus / f"test.{SRC}").read_text(encoding="utf-8").splitlines()[int(b["ids"][0])]
+    )
 
 
 # --- Ding preparation ---------------------------------------------------------------------------------------------
@@ -172,10 +175,14 @@ def test_reversed_direction_swaps_sides(corpus, data, tmp_path):
 def test_ding_cleaning_rules_on_sample_entries():
     ding = _script("prepare_ding")
     counts = __import__("collections").Counter()
-    line = ("Abschied {m} | Er verabschiedete sich heute (von uns) . | Ich gehe jetzt nach Hause.; Ich gehe heim. :: "
-            "leave | He took his leave [formal] . | I am going home now.; I go home.")
+    line = (
+        "Abschied {m} | Er verabschiedete sich heute (von uns) . | Ich gehe jetzt nach Hause.; Ich gehe heim. :: "
+        "leave | He took his leave [formal] . | I am going home now.; I go home."
+    )
     assert ding.parse_entry(line, counts) == [
-        ("Er verabschiedete sich heute.", "He took his leave."), ("Ich gehe jetzt nach Hause.", "I am going home now.")]
+        ("Er verabschiedete sich heute.", "He took his leave."),
+        ("Ich gehe jetzt nach Hause.", "I am going home now."),
+    ]
     assert ding.parse_entry("a | b :: c\n", counts) == [] and counts["skipped_misaligned_entries"] == 1
     assert ding.parse_entry("# Version :: 1", counts) == []
     assert ding.clean_side("Haus {n} [ugs.] ((sehr) alt)") == "Haus"
@@ -195,8 +202,22 @@ def test_ding_split_is_disjoint_by_source_and_target():
 
 
 def test_ding_missing_source_exits_with_install_hint(tmp_path):
-    run = subprocess.run([sys.executable, str(SCRIPTS / "prepare_ding.py"), "--src", "de", "--tgt", "en", "--out",
-                          str(tmp_path), "--source", str(tmp_path / "de-en")], capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPTS / "prepare_ding.py"),
+            "--src",
+            "de",
+            "--tgt",
+            "en",
+            "--out",
+            str(tmp_path),
+            "--source",
+            str(tmp_path / "de-en"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode != 0 and "apt-get install trans-de-en" in run.stderr
 
 
@@ -205,14 +226,20 @@ def test_ding_prepare_is_deterministic_disjoint_and_reversible(tmp_path):
     ding = _script("prepare_ding")
     assert ding.main(["--src", "de", "--tgt", "en", "--out", str(tmp_path / "a")]) == 0
     # Second run through the CLI, in the reverse direction: the same files must come out byte for byte.
-    subprocess.run([sys.executable, str(SCRIPTS / "prepare_ding.py"), "--src", "en", "--tgt", "de", "--out",
-                    str(tmp_path / "b")], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(SCRIPTS / "prepare_ding.py"), "--src", "en", "--tgt", "de", "--out", str(tmp_path / "b")],
+        check=True,
+        capture_output=True,
+    )
     for split in ("train", "valid", "test"):
         for lang in ("de", "en"):
             name = f"{split}.{lang}"
             assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
-    lines = {(s, lang): (tmp_path / "a" / f"{s}.{lang}").read_text(encoding="utf-8").splitlines()
-             for s in ("train", "valid", "test") for lang in ("de", "en")}
+    lines = {
+        (s, lang): (tmp_path / "a" / f"{s}.{lang}").read_text(encoding="utf-8").splitlines()
+        for s in ("train", "valid", "test")
+        for lang in ("de", "en")
+    }
     assert len(lines["valid", "de"]) == len(lines["test", "en"]) == 500 and len(lines["train", "de"]) > 17000
     for lang in ("de", "en"):
         train, valid, test = (set(lines[s, lang]) for s in ("train", "valid", "test"))
@@ -226,7 +253,7 @@ def test_iwslt_cleaning_functions_follow_recipe():
     iwslt = _script("prepare_iwslt14")
     assert iwslt.strip_train_tags("<url>http://ted.com</url>\n") is None
     assert iwslt.strip_train_tags("<title>Hallo Welt</title>") == "Hallo Welt"
-    assert iwslt.extract_segments(['<doc>', '<seg id="3">  It’s fine. </seg>  \n']) == ["It's fine."]
+    assert iwslt.extract_segments(["<doc>", '<seg id="3">  It’s fine. </seg>  \n']) == ["It's fine."]
     assert iwslt.clean_pair(" a  b | c ", "x y z") == ("a b c", "x y z")
     assert iwslt.clean_pair("a b c d", "x y") is None  # ratio 2 > 1.5
     assert iwslt.clean_pair("a b c", "x y") == ("a b c", "x y")  # ratio exactly 1.5 is kept
@@ -267,16 +294,29 @@ def test_wmt_cleaning_and_prepare_on_tiny_files(tmp_path):
     wmt = _script("prepare_wmt16")
     assert wmt.remove_non_printing("a\u200bb\x07c") == "a b c"
     files = {}
-    for name, text in {"tr.en": "One two three.\nToo long for its partner here\n",
-                       "tr.de": "Eins zwei drei.\nkurz\n",
-                       "dev.en": "Dev.\n", "dev.de": "Entw.\n",
-                       "test.en.sgm": '<srcset>\n<seg id="1">Test ’x’.</seg>\n',
-                       "test.de.sgm": '<seg id="1">T.</seg>\n'}.items():
+    for name, text in {
+        "tr.en": "One two three.\nToo long for its partner here\n",
+        "tr.de": "Eins zwei drei.\nkurz\n",
+        "dev.en": "Dev.\n",
+        "dev.de": "Entw.\n",
+        "test.en.sgm": '<srcset>\n<seg id="1">Test ’x’.</seg>\n',
+        "test.de.sgm": '<seg id="1">T.</seg>\n',
+    }.items():
         files[name] = tmp_path / name
         files[name].write_text(text, encoding="utf-8")
-    args = ["--out", str(tmp_path / "out"), "--train", str(files["tr.en"]), str(files["tr.de"]),
-            "--valid", str(files["dev.en"]), str(files["dev.de"]), "--test", str(files["test.en.sgm"]),
-            str(files["test.de.sgm"])]
+    args = [
+        "--out",
+        str(tmp_path / "out"),
+        "--train",
+        str(files["tr.en"]),
+        str(files["tr.de"]),
+        "--valid",
+        str(files["dev.en"]),
+        str(files["dev.de"]),
+        "--test",
+        str(files["test.en.sgm"]),
+        str(files["test.de.sgm"]),
+    ]
     assert wmt.main(args) == 0
     read = {n: (tmp_path / "out" / n).read_text(encoding="utf-8").splitlines() for n in ("train.en", "test.en")}
     assert read["train.en"] == ["One two three."]  # second pair fails the 1.5 ratio

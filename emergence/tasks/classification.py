@@ -1,7 +1,8 @@
 """Image classification task: data in memory on the training device, loss, evaluation.
 
-The whole dataset sits in one float tensor on the device (normalized once), so an epoch is a seeded permutation and
-index slicing: no DataLoader, no per-image PIL work. A fixed validation split is carved out of the training set with
+The whole dataset sits in one uint8 tensor on the device, so an epoch is a seeded permutation and index slicing (each
+batch normalized, and augmented on the device, when drawn): no DataLoader, no per-image PIL work. A fixed validation
+split is carved out of the training set with
 ``split_seed`` (the same for every run seed, so seeds vary only init and data order); the official test set is
 evaluated at the end. Batch augmentation (crop/flip/cutout on tensors) is optional.
 
@@ -63,40 +64,49 @@ class ClassificationTask:
         test_x, test_y = raw["test_x"], raw["test_y"]
         if self.test_subset is not None:
             test_x, test_y = test_x[: self.test_subset], test_y[: self.test_subset]
-        x = train_x[train_idx].float() / 255
-        dims = [0, 2, 3]
-        self.mean, self.std = x.mean(dims), x.std(dims).clamp_min(1e-6)  # per channel, from the training split
-
-        def prep(images):
-            z = (images.float() / 255 - self.mean[None, :, None, None]) / self.std[None, :, None, None]
-            return z.to(device)
-
+        if "mean" in raw:  # the dataset's published constants (CIFAR)
+            mean, std = torch.tensor(raw["mean"]).float(), torch.tensor(raw["std"]).float()
+        else:  # per channel, from the training split
+            x = train_x[train_idx].float() / 255
+            mean, std = x.mean([0, 2, 3]), x.std([0, 2, 3]).clamp_min(1e-6)
+        self.mean, self.std = mean.to(device), std.to(device)
+        # images stay uint8 on the device (4x less memory); each batch is normalized (and augmented) when drawn
         self.splits = {
-            "train": (prep(train_x[train_idx]), train_y[train_idx].to(device)),
-            "val": (prep(train_x[val_idx]), train_y[val_idx].to(device)),
-            "test": (prep(test_x), test_y.to(device)),
+            "train": (train_x[train_idx].to(device), train_y[train_idx].to(device)),
+            "val": (train_x[val_idx].to(device), train_y[val_idx].to(device)),
+            "test": (test_x.to(device), test_y.to(device)),
         }
+        if self.val_size == 0:  # no held-out split: evaluate on the test set (GradInit's CIFAR recipe)
+            self.splits["val"] = self.splits["test"]
         self.num_classes = int(max(int(train_y.max()), int(test_y.max())) + 1)
         self.input_shape = tuple(train_x.shape[1:])
         self.device = device
         if any(self.augment_cfg.get(k) for k in ("crop_padding", "flip", "cutout")):
             from emergence.data.augment import Augment
 
-            self.augment = Augment(**self.augment_cfg)
+            cfg = {"crop_padding": 0, "flip": False, "cutout": 0, **self.augment_cfg}
+            self.augment = Augment(**cfg, mean=self.mean.tolist(), std=self.std.tolist())
         return self
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> float, standardized per channel."""
+        return (images.float() / 255 - self.mean[None, :, None, None]) / self.std[None, :, None, None]
+
+    def _train_view(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.normalize(images) if self.augment is None else self.augment(images, generator)
 
     @property
     def num_train(self) -> int:
         return len(self.splits["train"][1])
 
     def example_inputs(self, n: int = 8) -> tuple:
-        return (self.splits["train"][0][:n],)
+        return (self.normalize(self.splits["train"][0][:n]),)
 
     def probe_inputs(self, n: int, generator: torch.Generator) -> tuple:
         """A fixed, seeded probe batch from the validation split (the emergence measure's input)."""
         x = self.splits["val"][0] if len(self.splits["val"][1]) else self.splits["train"][0]
         idx = torch.randperm(len(x), generator=generator)[:n]
-        return (x[idx.to(x.device)],)
+        return (self.normalize(x[idx.to(x.device)]),)
 
     def steps_per_epoch(self, batch_size: int) -> int:
         steps = self.num_train // batch_size
@@ -110,10 +120,7 @@ class ClassificationTask:
         perm = torch.randperm(len(y), generator=generator).to(x.device)
         for i in range(start, self.steps_per_epoch(batch_size)):
             idx = perm[i * batch_size : (i + 1) * batch_size]
-            xb = x[idx]
-            if self.augment is not None:
-                xb = self.augment(xb, generator)
-            yield xb, y[idx]
+            yield self._train_view(x[idx], generator), y[idx]
 
     def gradinit_batches(self, batch_size: int, generator: torch.Generator) -> tuple:
         """Three disjoint, augmented half-batches (B0, B1, B2) of random training images, for GradInit."""
@@ -123,8 +130,7 @@ class ClassificationTask:
         parts = []
         for i in range(3):
             j = idx[i * half : (i + 1) * half]
-            xb = x[j] if self.augment is None else self.augment(x[j], generator)
-            parts.append((xb, y[j]))
+            parts.append((self._train_view(x[j], generator), y[j]))
         return tuple(parts)
 
     @staticmethod
@@ -156,7 +162,7 @@ class ClassificationTask:
         model.eval()
         total_loss, correct = 0.0, 0
         for i in range(0, len(y), self.eval_batch_size):
-            logits = model(x[i : i + self.eval_batch_size])
+            logits = model(self.normalize(x[i : i + self.eval_batch_size]))
             yb = y[i : i + self.eval_batch_size]
             total_loss += float(F.cross_entropy(logits, yb, reduction="sum"))
             correct += int((logits.argmax(1) == yb).sum())
