@@ -31,6 +31,8 @@ def validate(cfg: DictConfig) -> None:
         ("trainer.max_steps", lambda v: v is None or (isinstance(v, int) and v >= 1), "null or an integer >= 1"),
         ("trainer.device", lambda v: v in ("auto", "cpu", "cuda") or str(v).startswith("cuda:"), "auto, cpu, cuda[:N]"),
         ("trainer.cpu_threads", lambda v: v is None or (isinstance(v, int) and v >= 1), "null or an integer >= 1"),
+        ("trainer.checkpoint_every_steps", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0 (0 = off)"),
+        ("trainer.checkpoint_minutes", lambda v: v is None or v > 0, "null or a number > 0"),
         ("trainer.amp", lambda v: v in ("auto", "bf16", "none"), "auto, bf16 or none"),
         ("optim.lr", lambda v: isinstance(v, (int, float)) and v >= 0, "a number >= 0"),
         ("optim.weight_decay", lambda v: isinstance(v, (int, float)) and v >= 0, "a number >= 0"),

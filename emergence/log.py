@@ -91,15 +91,35 @@ def _netrc_has_wandb() -> bool:
 class RunLogger:
     """Appends records to ``metrics.jsonl`` and mirrors them to a sink."""
 
-    def __init__(self, run_dir: Path, sink=None):
+    def __init__(self, run_dir: Path, sink=None, truncate_to: int | None = None):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.sink = sink or NullSink()
-        self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115  closed in close()
+        try:
+            if truncate_to is not None and self.path.exists():  # resume: drop records written after the checkpoint
+                with open(self.path, "r+b") as f:
+                    f.truncate(truncate_to)
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115  closed in close()
+        except OSError as exc:
+            raise OSError(
+                f"cannot write the metrics file {self.path}: {exc}. Check that the run dir is writable "
+                "and the disk has space (paths.runs_dir / EMERGENCE_RUNS moves it)."
+            ) from exc
+
+    def offset(self) -> int:
+        """Bytes written so far (a checkpoint stores it, so a resume can drop later records)."""
+        self._file.flush()
+        return self._file.tell()
 
     def log(self, metrics: dict, step: int) -> None:
         record = {"step": int(step), **{k: _jsonable(v) for k, v in metrics.items()}}
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+        except OSError as exc:
+            raise OSError(
+                f"writing {self.path} failed: {exc}. The records before this one are intact; free space "
+                "or fix permissions, then rerun the same command to resume from the last checkpoint."
+            ) from exc
         self.sink.log({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, step)
 
     def close(self, exit_code: int = 0) -> None:

@@ -50,7 +50,7 @@ def measure_arch(arch, data, alphas, seeds, extra):
         per_seed = []
         for seed in seeds:
             torch.manual_seed(seeding.stream_seed(seed, "model"))
-            model = instantiate(cfg.arch, input_shape=task.input_shape, num_classes=task.num_classes)
+            model = instantiate(cfg.arch, **task.model_kwargs())
             instantiate(cfg.init)(model, task.example_inputs(), seeding.generator(seed, "init"))
             probe = task.probe_inputs(cfg.measure.probe_size, seeding.generator(seed, "probe"))
             per_seed.append(

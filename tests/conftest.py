@@ -32,7 +32,8 @@ def compose_train(overrides, tmp_path: Path, hydra_config: bool = True):
     """The composed run config, with HydraConfig set so labels resolve as under @hydra.main."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"paths.root={tmp_path}", *overrides], return_hydra_config=hydra_config)
+        paths = [f"paths.root={tmp_path}", f"paths.runs_dir={tmp_path}/runs"]
+        cfg = compose("train", overrides=[*paths, *overrides], return_hydra_config=hydra_config)
     if hydra_config:
         HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
@@ -59,5 +60,13 @@ def python_cmd():
 @pytest.fixture
 def subprocess_env(tmp_path):
     env = dict(os.environ)
-    env.update({"EMERGENCE_ROOT": str(tmp_path), "WANDB_MODE": "offline", "PYTHONPATH": str(ROOT)})
+    env.update(
+        {
+            "EMERGENCE_ROOT": str(tmp_path),
+            "EMERGENCE_RUNS": str(tmp_path / "runs"),
+            "WANDB_MODE": "offline",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    env.pop("EMERGENCE_RESULTS", None)
     return env

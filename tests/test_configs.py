@@ -22,7 +22,7 @@ TEST_DATA = {}
 
 def build(cfg):
     task = instantiate(cfg.data).setup(torch.device("cpu"))
-    model = instantiate(cfg.arch, input_shape=task.input_shape, num_classes=task.num_classes)
+    model = instantiate(cfg.arch, **task.model_kwargs())
     return task, model
 
 

@@ -99,3 +99,14 @@ class LayerTracker:
         out["layer/interval_steps"] = float(step - (self.last_step if self.last_step is not None else 0))
         self.last_step = step
         return out
+
+    def state(self) -> dict:
+        """Snapshots and counters, for a checkpoint."""
+        return {"init": self.init, "prev": self.prev, "init_norms": self.init_norms, "last_step": self.last_step}
+
+    def load_state(self, state: dict) -> None:
+        """Restore what ``state()`` returned (exact resume of rel_update and dist_init)."""
+        with torch.no_grad():
+            for mine, saved in zip(self.init + self.prev, state["init"] + state["prev"]):
+                mine.copy_(saved)
+        self.init_norms, self.last_step = list(state["init_norms"]), state["last_step"]

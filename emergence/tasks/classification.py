@@ -7,9 +7,10 @@ split is carved out of the training set with
 evaluated at the end. Batch augmentation (crop/flip/cutout on tensors) is optional.
 
 Task interface used by the runner (the translation task provides the same methods):
-``setup(device)``, ``input_shape``, ``num_classes``, ``example_inputs()``, ``steps_per_epoch(batch_size)``,
+``setup(device)``, ``model_kwargs()``, ``example_inputs()``, ``steps_per_epoch(batch_size)``,
 ``train_batches(batch_size, generator)``, ``loss(model, batch) -> (loss, stats)``, ``evaluate(model, split)``,
-``probe_inputs(n, generator)``, ``target_metric``.
+``probe_inputs(n, generator)``, ``target_metric``; for GradInit ``gradinit_batches``, ``merge``, ``inputs``,
+``criterion``. The runner sets ``task.run_dir`` after ``setup``.
 """
 
 from __future__ import annotations
@@ -95,6 +96,10 @@ class ClassificationTask:
     def _train_view(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.normalize(images) if self.augment is None else self.augment(images, generator)
 
+    def model_kwargs(self) -> dict:
+        """What the architecture needs to know about the data."""
+        return {"input_shape": self.input_shape, "num_classes": self.num_classes}
+
     @property
     def num_train(self) -> int:
         return len(self.splits["train"][1])
@@ -115,12 +120,18 @@ class ClassificationTask:
         return steps
 
     def train_batches(self, batch_size: int, generator: torch.Generator, start: int = 0) -> Iterator[tuple]:
-        """One epoch of shuffled batches (last partial batch dropped), starting at batch ``start``."""
+        """One epoch of shuffled batches (last partial batch dropped), starting at batch ``start``.
+
+        The epoch's order and one augmentation seed are drawn from ``generator`` up front; batch i is augmented with
+        its own generator seeded from (that seed, i), so starting at ``start`` gives exactly the batches an
+        uninterrupted epoch would (exact resume).
+        """
         x, y = self.splits["train"]
         perm = torch.randperm(len(y), generator=generator).to(x.device)
+        aug_seed = int(torch.randint(2**62, (1,), generator=generator))
         for i in range(start, self.steps_per_epoch(batch_size)):
             idx = perm[i * batch_size : (i + 1) * batch_size]
-            yield self._train_view(x[idx], generator), y[idx]
+            yield self._train_view(x[idx], torch.Generator().manual_seed(aug_seed + i)), y[idx]
 
     def gradinit_batches(self, batch_size: int, generator: torch.Generator) -> tuple:
         """Three disjoint, augmented half-batches (B0, B1, B2) of random training images, for GradInit."""
@@ -154,7 +165,8 @@ class ClassificationTask:
         return self.criterion(logits, batch), {"correct": (logits.argmax(1) == y).sum(), "n": len(y)}
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, split: str) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, split: str, epoch: float | None = None, final: bool = False) -> dict:
+        """Mean loss and accuracy on ``split`` (``epoch``/``final`` are unused: every evaluation is the same here)."""
         x, y = self.splits[split]
         if len(y) == 0:
             return {}

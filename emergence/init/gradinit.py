@@ -1,0 +1,429 @@
+"""GradInit (Zhu et al., NeurIPS 2021, arXiv 2102.08098): learn one scale per parameter tensor before training.
+
+The base init (a nested initializer, Kaiming by default) runs first; then every parameter tensor θ_i with a nonzero
+norm gets a scalar α_i = 1 and the effective parameter α_i·θ_i⁰ (its direction never changes). For T iterations, on
+S = B0 ∪ B1 and S̃ = B0 ∪ B2 (half-batches; GRADINIT.md §1):
+
+- g = ∇L(S; α·θ⁰) without a graph; ‖g‖ is ℓ2 for an SGD target and ℓ1 for an Adam target.
+- ‖g‖ > γ: a constraint step, minimizing ‖g‖ itself (recomputed with a graph, double backward).
+- otherwise an objective step, minimizing L(S̃; α·θ⁰ − η·detach(A[g])) / η with A[g] = g/‖g‖₂, g, or sign(g).
+- the scales follow RescaleAdam: scalar Adam with separate first moments per step kind, gradients clipped to ±clip,
+  weights and norm γ clamped at ``min_scale``, biases at ``bias_min_scale``, norm γ at most ``norm_max_scale``.
+
+Then α·θ⁰ is written into the parameters. Everything goes through ``torch.func.functional_call`` (no parameter
+surgery), dropout is off, BatchNorm uses batch statistics on buffer copies (the model's buffers stay bit-identical),
+fp32 and the math SDPA backend (double-differentiable) are forced, and every module flag is restored afterwards.
+Zero tensors (zero biases, BN β) and frozen tensors get no scale and are logged as skipped; zero tensors still take part
+in g and in the lookahead step, as in the official code (their scale gradient ⟨∂L/∂θ, 0⟩ would be 0 anyway).
+
+Contract (see ``torch_default``), plus data: ``GradInit(...)(model, example, generator, task=task, device=device)``;
+the base init and every GradInit draw use only ``generator`` (base first, so the base weights equal a plain base run).
+It returns ``gradinit/<param>/scale`` per scaled tensor, step counts, first/last ‖g‖, last L0 and L1, the extra
+forward/backward passes, ``gradinit/time_s``, the skipped tensors, the base init's stats under ``base/`` and the final
+``<layer>/std``; ``self.history`` holds one record per iteration (kind, ‖g‖, L0, L1/η) for the runner to log.
+``save(path)`` / ``load(model, path)`` cache the result in the run dir (GRADINIT.md §1.13).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from emergence.init.layers import NORM_TYPES, weight_stats
+
+log = logging.getLogger(__name__)
+TARGETS = ("sgd", "adam")
+SECOND_MOMENTS = ("shared", "separate")  # shared: the CIFAR code; separate: the fairseq code
+CACHE_FORMAT = "emergence-gradinit-v1"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One trainable tensor: its name, clamp group (weight | bias | norm) and whether it gets a scale."""
+
+    name: str
+    group: str
+    scaled: bool
+
+
+def walk(model: nn.Module) -> tuple[list[Entry], list[tuple[str, str]]]:
+    """The single walker that decides which tensors take part (GRADINIT.md §1.1); returns (entries, skipped).
+
+    Every parameter counts, whatever its module type; tied tensors appear once (``named_parameters`` deduplicates).
+    """
+    entries, skipped = [], []
+    for name, p in model.named_parameters():
+        owner, _, leaf = name.rpartition(".")
+        if not p.requires_grad:
+            skipped.append((name, "frozen"))
+            continue
+        module = model.get_submodule(owner)
+        if isinstance(module, NORM_TYPES) and leaf == "weight":
+            group = "norm"
+        else:
+            group = "bias" if "bias" in leaf else "weight"
+        scaled = bool(p.detach().abs().sum() > 0)
+        if not scaled:
+            skipped.append((name, "zero norm"))
+        entries.append(Entry(name, group, scaled))
+    return entries, skipped
+
+
+class RescaleAdam:
+    """Scalar Adam on the scales (GRADINIT.md §1.7), vectorized, in float64 on the CPU.
+
+    Separate first moments for constraint and objective steps. ``second_moment="shared"``: one second moment, both
+    bias corrections by the total step count (CIFAR code); ``"separate"``: per-kind second moments and counts (fairseq).
+    """
+
+    def __init__(
+        self,
+        n: int,
+        lr: float,
+        betas: tuple[float, float],
+        eps: float,
+        grad_clip: float | None,
+        lower: torch.Tensor,
+        upper: torch.Tensor,
+        second_moment: str = "shared",
+    ):
+        self.alpha = torch.ones(n, dtype=torch.float64)
+        self.m = {k: torch.zeros(n, dtype=torch.float64) for k in ("objective", "constraint")}
+        self.v = {k: torch.zeros(n, dtype=torch.float64) for k in ("objective", "constraint")}
+        self.steps = {"objective": 0, "constraint": 0}
+        self.lr, self.betas, self.eps, self.grad_clip = lr, betas, eps, grad_clip
+        self.lower, self.upper, self.shared = lower.double(), upper.double(), second_moment == "shared"
+
+    def step(self, grad: torch.Tensor, kind: str) -> torch.Tensor:
+        """One update from ∂objective/∂α; returns the new scales."""
+        g = grad.detach().to("cpu", torch.float64)
+        if self.grad_clip is not None:
+            g = g.clamp(-self.grad_clip, self.grad_clip)
+        b1, b2 = self.betas
+        self.steps[kind] += 1
+        t = sum(self.steps.values()) if self.shared else self.steps[kind]
+        v = self.v["objective" if self.shared else kind]
+        self.m[kind].mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        update = (self.m[kind] / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + self.eps)
+        self.alpha = torch.clamp(self.alpha - self.lr * update, self.lower, self.upper)
+        return self.alpha
+
+
+@contextmanager
+def gradinit_modes(model: nn.Module, device: torch.device):
+    """Dropout off, BatchNorm on batch statistics, fp32, math SDPA; every training flag restored on exit."""
+    flags = {m: m.training for m in model.modules()}
+    try:
+        model.eval()  # dropout and anything else keyed on .training
+        for m in model.modules():
+            if isinstance(m, _BatchNorm):
+                m.train()  # batch statistics; the running stats it updates are copies (see _learn)
+        with sdpa_kernel(SDPBackend.MATH), torch.autocast(device.type, enabled=False):
+            yield
+    finally:
+        for m, flag in flags.items():
+            m.training = flag
+
+
+def _positive(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 and math.isfinite(x)
+
+
+class GradInit:
+    """Base init, then GradInit's learned per-tensor scales (see the module docstring)."""
+
+    needs_data = True
+
+    def __init__(
+        self,
+        base,
+        gamma: float,
+        target_optimizer: str = "sgd",
+        normalize_grad: bool = True,
+        eta: float = 0.1,
+        lr: float = 1e-2,
+        iterations: int = 390,
+        batch_size: int = 128,
+        min_scale: float = 0.01,
+        bias_min_scale: float = 0.0,
+        norm_max_scale: float | None = None,
+        grad_clip: float | None = 1.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        second_moment: str = "shared",
+        overlap: bool = True,
+        cache: bool = True,
+    ):
+        def number(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+        def flag(v) -> bool:
+            return isinstance(v, bool)
+
+        rules = {  # key: (value, test, what is allowed)
+            "base": (base, callable, "an initializer config with a _target_ (e.g. kaiming)"),
+            "gamma": (gamma, lambda v: number(v) and v > 0, "a number > 0 (the gradient-norm bound; .inf: none)"),
+            "target_optimizer": (target_optimizer, lambda v: v in TARGETS, f"one of {list(TARGETS)}"),
+            "eta": (eta, _positive, "a finite number > 0"),
+            "lr": (lr, _positive, "a finite number > 0"),
+            "eps": (eps, _positive, "a finite number > 0"),
+            "iterations": (iterations, lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+            "batch_size": (
+                batch_size,
+                lambda v: isinstance(v, int) and v >= 2 and v % 2 == 0,
+                "an even integer >= 2 (S is two half-batches)",
+            ),
+            "min_scale": (min_scale, lambda v: number(v) and v >= 0, "a number >= 0"),
+            "bias_min_scale": (bias_min_scale, lambda v: number(v) and v >= 0, "a number >= 0"),
+            "norm_max_scale": (
+                norm_max_scale,
+                lambda v: v is None or (_positive(v) and v > min_scale),
+                "null or a number > init.min_scale",
+            ),
+            "grad_clip": (grad_clip, lambda v: v is None or _positive(v), "null (no clipping) or a number > 0"),
+            "betas": (
+                betas,
+                lambda v: hasattr(v, "__len__") and len(v) == 2 and all(number(b) and 0 <= b < 1 for b in v),
+                "two numbers in [0, 1)",
+            ),
+            "second_moment": (second_moment, lambda v: v in SECOND_MOMENTS, f"one of {list(SECOND_MOMENTS)}"),
+            "normalize_grad": (normalize_grad, flag, "true or false"),
+            "overlap": (overlap, flag, "true or false"),
+            "cache": (cache, flag, "true or false"),
+        }
+        for key, (value, ok, allowed) in rules.items():
+            if not ok(value):
+                raise ValueError(f"init.{key} must be {allowed}; got {value!r}")
+        if math.isinf(gamma):
+            log.warning("init.gamma=inf: the gradient-norm constraint never fires (GRADINIT.md §4.3)")
+        self.base, self.gamma, self.target_optimizer = base, float(gamma), target_optimizer
+        self.normalize_grad, self.eta, self.lr = normalize_grad, float(eta), float(lr)
+        self.iterations, self.batch_size = iterations, batch_size
+        self.min_scale, self.bias_min_scale = float(min_scale), float(bias_min_scale)
+        self.norm_max_scale = None if norm_max_scale is None else float(norm_max_scale)
+        self.grad_clip = None if grad_clip is None else float(grad_clip)
+        self.betas, self.eps = (float(betas[0]), float(betas[1])), float(eps)
+        self.second_moment, self.overlap, self.cache = second_moment, overlap, cache
+        self.history: list[dict] = []
+        self._result: dict | None = None
+
+    # ---- running ------------------------------------------------------------------------------------------------
+    def __call__(
+        self,
+        model: nn.Module,
+        example: tuple = (),
+        generator: torch.Generator | None = None,
+        *,
+        task=None,
+        device: torch.device | str | None = None,
+    ) -> dict:
+        """Base init with ``generator`` (on the generator's device), then GradInit on ``device``; returns stats."""
+        if task is None:
+            raise ValueError("GradInit needs data: call it with task=<the run's task> and device=<training device>")
+        t0 = time.perf_counter()
+        device = torch.device(device) if device is not None else next(model.parameters()).device
+        # The base init draws with `generator`, which may live on another device than the model.
+        gen_device = generator.device if generator is not None else next(model.parameters()).device
+        model.to(gen_device)
+        base_stats = self.base(model, tuple(t.to(gen_device) for t in example), generator)
+        model.to(device)
+        stats = {f"base/{k}": v for k, v in base_stats.items()}
+        stats.update(self._learn(model, task, generator, device))
+        stats.update(weight_stats(model))
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        stats["gradinit/time_s"] = time.perf_counter() - t0  # kept in the cache, so a resumed run still reports it
+        self._result = {
+            "params": {n: p.detach().cpu().clone() for n, p in model.named_parameters()},
+            "stats": dict(stats),
+            "history": list(self.history),
+        }
+        return stats
+
+    def _batches(self, task, generator):
+        if self.overlap:
+            b0, b1, b2 = task.gradinit_batches(self.batch_size, generator)
+            return task.merge(b0, b1), task.merge(b0, b2)
+        s, s_tilde, _ = task.gradinit_batches(2 * self.batch_size, generator)  # three disjoint full batches
+        return s, s_tilde
+
+    def _norm(self, grads) -> torch.Tensor:
+        if self.target_optimizer == "adam":
+            return sum(g.abs().sum() for g in grads)
+        return torch.sqrt(sum(g.square().sum() for g in grads))
+
+    def _direction(self, grads, norm: torch.Tensor) -> list[torch.Tensor]:
+        """A[g]: the first step of the target optimizer per unit learning rate (GRADINIT.md §1.4)."""
+        if self.target_optimizer == "adam":
+            return [g.sign() for g in grads]
+        if self.normalize_grad:
+            inv = 1 / norm if float(norm) > 0 else 0.0  # a flat loss takes no step
+            return [g * inv for g in grads]
+        return list(grads)
+
+    def _learn(self, model: nn.Module, task, generator, device: torch.device) -> dict:
+        entries, skipped = walk(model)
+        for name, why in skipped:
+            log.info("GradInit skips %s (%s)", name, why)
+        scaled = [e for e in entries if e.scaled]
+        if not scaled:
+            raise ValueError(f"{type(model).__name__} has no nonzero trainable tensor for GradInit to scale")
+        params = dict(model.named_parameters())
+        names = [e.name for e in entries]
+        index = {e.name: k for k, e in enumerate(scaled)}
+        slot = [index.get(n) for n in names]  # position of the tensor's scale, None for zero tensors
+        theta0 = [params[n].detach().to(device, torch.float32).clone() for n in names]
+        taking = set(names)
+        const = {n: p.detach().float() for n, p in params.items() if n not in taking}  # frozen tensors
+        # BatchNorm in train mode writes its running stats into whatever buffers it is given: give it copies.
+        const.update(
+            {
+                n: b.detach().clone().float() if b.is_floating_point() else b.detach().clone()
+                for n, b in model.named_buffers()
+            }
+        )
+        before = {n: b.detach().clone() for n, b in model.named_buffers()}
+        top = math.inf if self.norm_max_scale is None else float(self.norm_max_scale)
+        f64 = torch.float64
+        lower = torch.tensor([self.bias_min_scale if e.group == "bias" else self.min_scale for e in scaled], dtype=f64)
+        upper = torch.tensor([top if e.group == "norm" else math.inf for e in scaled], dtype=f64)
+        opt = RescaleAdam(len(scaled), self.lr, self.betas, self.eps, self.grad_clip, lower, upper, self.second_moment)
+
+        def effective(alpha: torch.Tensor, leaf_zeros: bool) -> list[torch.Tensor]:
+            parts = alpha.unbind()
+            return [
+                t * parts[k] if k is not None else (t.detach().requires_grad_() if leaf_zeros else t)
+                for t, k in zip(theta0, slot)
+            ]
+
+        def loss(tensors, batch) -> torch.Tensor:
+            out = functional_call(model, {**const, **dict(zip(names, tensors))}, tuple(task.inputs(batch)))
+            return task.criterion(out, batch)
+
+        self.history = []
+        n_fwd = n_bwd = 0
+        with gradinit_modes(model, device):
+            for it in range(self.iterations):
+                s, s_tilde = self._batches(task, generator)
+                alpha = opt.alpha.to(device, torch.float32)
+                leaves = [w.detach().requires_grad_() for w in effective(alpha, leaf_zeros=False)]
+                l0 = loss(leaves, s)
+                grads = torch.autograd.grad(l0, leaves)  # no graph: most iterations never need one
+                norm = self._norm(grads)
+                n_fwd, n_bwd = n_fwd + 1, n_bwd + 1
+                record = {"step": it, "grad_norm": float(norm), "loss0": float(l0.detach()), "loss1_over_eta": None}
+                a = alpha.clone().requires_grad_()
+                if record["grad_norm"] > self.gamma:
+                    tensors = effective(a, leaf_zeros=True)
+                    g = torch.autograd.grad(loss(tensors, s), tensors, create_graph=True)
+                    (da,) = torch.autograd.grad(self._norm(g), a)
+                    record["kind"], n_fwd, n_bwd = "constraint", n_fwd + 1, n_bwd + 2
+                else:
+                    direction = self._direction(grads, norm)
+                    tensors = [w - self.eta * d for w, d in zip(effective(a, leaf_zeros=False), direction)]
+                    objective = loss(tensors, s_tilde) / self.eta
+                    (da,) = torch.autograd.grad(objective, a)
+                    record["kind"], record["loss1_over_eta"] = "objective", float(objective.detach())
+                    n_fwd, n_bwd = n_fwd + 1, n_bwd + 1
+                opt.step(da, record["kind"])
+                self.history.append(record)
+        return self._finish(model, entries, slot, theta0, opt.alpha, before, skipped, n_fwd, n_bwd)
+
+    @torch.no_grad()
+    def _finish(self, model, entries, slot, theta0, alpha, before, skipped, n_fwd, n_bwd) -> dict:
+        """Write α·θ⁰ into the parameters and check directions, zero tensors and buffers (GRADINIT.md §1.12, §5)."""
+        params = dict(model.named_parameters())
+        stats: dict = {}
+        cos_min = 1.0
+        for e, k, t in zip(entries, slot, theta0):
+            p = params[e.name]
+            if k is None:
+                if p.any():
+                    raise RuntimeError(f"GradInit skipped {e.name} as zero, but it is not zero afterwards")
+                continue
+            p.copy_((t * float(alpha[k])).to(p.dtype))
+            stats[f"gradinit/{e.name}/scale"] = float(alpha[k])
+            if alpha[k] > 0:
+                a, b = p.detach().double().flatten(), t.double().flatten()
+                cos_min = min(cos_min, float(a @ b / (a.norm() * b.norm())))
+        if cos_min < 1 - 1e-5:
+            raise RuntimeError(f"GradInit changed a tensor's direction (min cosine {cos_min}); this is a bug")
+        changed = [n for n, b in model.named_buffers() if not torch.equal(b, before[n])]
+        if changed:
+            raise RuntimeError(f"GradInit changed the buffers {changed}; they must stay bit-identical")
+        kinds = [h["kind"] for h in self.history]
+        l1 = [h["loss1_over_eta"] * self.eta for h in self.history if h["loss1_over_eta"] is not None]
+        stats.update(
+            {
+                "gradinit/n_constraint": kinds.count("constraint"),
+                "gradinit/n_objective": kinds.count("objective"),
+                "gradinit/grad_norm_first": self.history[0]["grad_norm"],
+                "gradinit/grad_norm_last": self.history[-1]["grad_norm"],
+                "gradinit/loss0_last": self.history[-1]["loss0"],
+                "gradinit/loss1_last": l1[-1] if l1 else math.nan,
+                "gradinit/extra_forward": n_fwd,
+                "gradinit/extra_backward": n_bwd,
+                "gradinit/cos_min": cos_min,
+                "gradinit/skipped": ",".join(n for n, _ in skipped),
+            }
+        )
+        log.info(
+            "GradInit: %d constraint + %d objective steps, |g| %.3g -> %.3g, scales in [%.3g, %.3g]",
+            stats["gradinit/n_constraint"],
+            stats["gradinit/n_objective"],
+            stats["gradinit/grad_norm_first"],
+            stats["gradinit/grad_norm_last"],
+            float(alpha.min()),
+            float(alpha.max()),
+        )
+        return stats
+
+    # ---- caching (GRADINIT.md §1.13) ----------------------------------------------------------------------------
+    def save(self, path: str | Path, key: str | None = None) -> None:
+        """Store the learned parameters, stats and history (a plain dict of tensors and numbers) atomically."""
+        if self._result is None:
+            raise RuntimeError("GradInit.save() before GradInit ran: nothing to cache")
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({"format": CACHE_FORMAT, "key": key, **self._result}, tmp)
+        os.replace(tmp, path)
+
+    def load(self, model: nn.Module, path: str | Path, key: str | None = None) -> dict | None:
+        """Put a cached result into ``model``; None when there is no cache or it was made for another ``key``."""
+        path = Path(path)
+        if not path.exists():
+            return None
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # truncated or foreign file: say so instead of a pickle traceback
+            raise ValueError(
+                f"{path} is not a readable GradInit cache ({type(exc).__name__}: {exc}); delete it "
+                "to recompute GradInit"
+            ) from exc
+        if not isinstance(blob, dict) or blob.get("format") != CACHE_FORMAT or not isinstance(blob.get("params"), dict):
+            raise ValueError(f"{path} is not a GradInit cache (expected format {CACHE_FORMAT}); delete it to recompute")
+        if key is not None and blob.get("key") != key:
+            log.warning("GradInit cache %s was made for %r, not %r: recomputing", path, blob.get("key"), key)
+            return None
+        params = dict(model.named_parameters())
+        cached = blob["params"]
+        if set(cached) != set(params) or any(cached[n].shape != p.shape for n, p in params.items()):
+            raise ValueError(f"{path} holds parameters of another model; delete it to recompute GradInit")
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(cached[n])
+        self.history = list(blob.get("history", []))
+        self._result = {k: blob[k] for k in ("params", "stats", "history") if k in blob}
+        return {**blob.get("stats", {}), "gradinit/cached": 1}
