@@ -275,8 +275,8 @@ class GradInit:
 
     def _learn(self, model: nn.Module, task, generator, device: torch.device) -> dict:
         entries, skipped = walk(model)
-        for name, why in skipped:
-            log.info("GradInit skips %s (%s)", name, why)
+        if skipped:  # every skipped tensor is named (also in the stats as gradinit/skipped)
+            log.info("GradInit skips %d tensors: %s", len(skipped), ", ".join(f"{n} ({why})" for n, why in skipped))
         scaled = [e for e in entries if e.scaled]
         if not scaled:
             raise ValueError(f"{type(model).__name__} has no nonzero trainable tensor for GradInit to scale")
