@@ -59,9 +59,8 @@ def main() -> int:
             size = path.stat().st_size / 2**20
         ckpt_s = statistics.median(times)
         n_params = sum(p.numel() for p in model.parameters())
-        print(
-            f"{experiment + '/' + arch:34s} {n_params:9d} {size:8.2f} {ckpt_s:7.3f} {epoch_s:8.1f} {ckpt_s / epoch_s:7.4f}"
-        )
+        name = f"{experiment}/{arch}"
+        print(f"{name:34s} {n_params:9d} {size:8.2f} {ckpt_s:7.3f} {epoch_s:8.1f} {ckpt_s / epoch_s:7.4f}")
     return 0
 
 
