@@ -31,6 +31,7 @@ system-data:  ## install the offline Debian data packages when missing (needs ro
 
 data: install system-data  ## datasets into $(DATA): torchvision when online, Debian packages offline
 	$(PY) scripts/prepare_data.py --root $(DATA) --datasets fashion_mnist $(if $(filter paper,$(SCALE)),mnist cifar10 cifar100,) --required fashion_mnist
+	test -f $(DATA)/ding_de_en/meta.json || $(PY) scripts/prepare_ding.py --src de --tgt en --out $(DATA)/ding_de_en
 
 test: install system-data  ## the fast test suite (CPU, no downloads)
 	$(PY) -m pytest -m "not slow and not gpu" -q

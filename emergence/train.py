@@ -95,7 +95,7 @@ def run(cfg: DictConfig) -> dict:
         with open(run_dir / "init_history.jsonl", "w", encoding="utf-8") as f:  # GradInit's per-iteration record
             f.writelines(json.dumps(r, default=float) + "\n" for r in initializer.history)
     n_params = sum(p.numel() for p in model.parameters())
-    if _auto(cfg.trainer.channels_last, device) and len(task.input_shape) == 3:
+    if _auto(cfg.trainer.channels_last, device) and len(getattr(task, "input_shape", ())) == 3:
         model.to(memory_format=torch.channels_last)
     autocast = _auto(cfg.trainer.amp if cfg.trainer.amp != "bf16" else True, device)
 

@@ -17,7 +17,27 @@ ARCHS = sorted(p.stem for p in (CONF / "arch").glob("*.yaml"))
 INITS = sorted(p.stem for p in (CONF / "init").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 # data each arch family is tested with (image archs: the synthetic 1x8x8 images)
-TEST_DATA = {}
+
+
+def data_overrides(arch: str, init: str, tmp_path) -> list[str]:
+    """Image archs: synthetic 1x8x8 images (width 1/8 for VGG/ResNet). Transformers: a tiny xx->yy corpus, d 32."""
+    if arch.startswith("transformer"):
+        from tests.test_translation_task import write_corpus
+
+        corpus = write_corpus(tmp_path / "corpus", n_train=60, n_eval=8)
+        out = [
+            "data=ding_de_en",
+            f"data.corpus_dir={corpus}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "data.src_lang=xx",
+            "data.tgt_lang=yy",
+            "data.vocab_size=100",
+            "arch.d_model=32",
+            "arch.ffn_dim=64",
+        ]
+        return out + (["init.iterations=2", "init.batch_size=300"] if init == "gradinit" else [])
+    out = ["data=synthetic"] + (["arch.width=0.125"] if arch.startswith(("vgg", "resnet")) else [])
+    return out + (["init.iterations=2", "init.batch_size=16"] if init == "gradinit" else [])
 
 
 def build(cfg):
@@ -29,10 +49,7 @@ def build(cfg):
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("init", INITS)
 def test_every_arch_and_init_composes_and_instantiates(arch, init, tmp_path):
-    small = ["arch.width=0.125"] if arch.startswith(("vgg", "resnet")) else []  # same code path, fewer parameters
-    if init == "gradinit":
-        small += ["init.iterations=2", "init.batch_size=16"]
-    cfg = compose_train([f"arch={arch}", f"init={init}", f"data={TEST_DATA.get(arch, 'synthetic')}", *small], tmp_path)
+    cfg = compose_train([f"arch={arch}", f"init={init}", *data_overrides(arch, init, tmp_path)], tmp_path)
     validate(cfg)
     task, model = build(cfg)
     initializer = instantiate(cfg.init)
@@ -51,7 +68,7 @@ def test_every_arch_and_init_composes_and_instantiates(arch, init, tmp_path):
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes(experiment, tmp_path):
-    arch = [] if experiment.startswith("mlp") else ["arch=resnet20"]  # CNN experiments sweep the arch
+    arch = ["arch=resnet20"] if experiment.startswith(("cnn", "cifar")) else []  # CNN experiments sweep the arch
     cfg = compose_train([f"experiment={experiment}", "init=kaiming", *arch], tmp_path)
     validate(cfg)
     assert cfg.name == experiment

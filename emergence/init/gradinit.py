@@ -308,8 +308,17 @@ class GradInit:
                 for t, k in zip(theta0, slot)
             ]
 
+        # torch.func.functional_call can leave a tied parameter (share_all_embeddings) as a plain tensor on the
+        # module after the call (seen on torch 2.14.1): put the original Parameter objects back after every call.
+        originals = [(m, k, v) for m in model.modules() for k, v in m._parameters.items() if v is not None]
+
         def loss(tensors, batch) -> torch.Tensor:
-            out = functional_call(model, {**const, **dict(zip(names, tensors))}, tuple(task.inputs(batch)))
+            try:
+                out = functional_call(model, {**const, **dict(zip(names, tensors))}, tuple(task.inputs(batch)))
+            finally:
+                for m, k, v in originals:
+                    if m._parameters.get(k) is not v:
+                        m._parameters[k] = v
             return task.criterion(out, batch)
 
         self.history = []
