@@ -22,19 +22,10 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 def data_overrides(arch: str, init: str, tmp_path) -> list[str]:
     """Image archs: synthetic 1x8x8 images (width 1/8 for VGG/ResNet). Transformers: a tiny xx->yy corpus, d 32."""
     if arch.startswith("transformer"):
-        from tests.test_translation_task import write_corpus
+        from tests.test_translation_task import corpus_overrides, write_corpus
 
         corpus = write_corpus(tmp_path / "corpus", n_train=60, n_eval=8)
-        out = [
-            "data=ding_de_en",
-            f"data.corpus_dir={corpus}",
-            f"data.cache_dir={tmp_path / 'cache'}",
-            "data.src_lang=xx",
-            "data.tgt_lang=yy",
-            "data.vocab_size=100",
-            "arch.d_model=32",
-            "arch.ffn_dim=64",
-        ]
+        out = [*corpus_overrides(tmp_path, corpus), "arch.d_model=32", "arch.ffn_dim=64"]
         return out + (["init.iterations=2", "init.batch_size=300"] if init == "gradinit" else [])
     out = ["data=synthetic"] + (["arch.width=0.125"] if arch.startswith(("vgg", "resnet")) else [])
     return out + (["init.iterations=2", "init.batch_size=16"] if init == "gradinit" else [])

@@ -181,15 +181,22 @@ def test_tiny_transformer_learns_word_mapping_to_bleu_above_90(tmp_path):
     assert task.evaluate(model, "test", final=True)["bleu"] > 90
 
 
+def corpus_overrides(tmp_path: Path, corpus: Path) -> list[str]:
+    """The ding_de_en data config pointed at a tiny xx->yy corpus written by ``write_corpus``."""
+    return [
+        "data=ding_de_en",
+        f"data.corpus_dir={corpus}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "data.src_lang=xx",
+        "data.tgt_lang=yy",
+        "data.vocab_size=100",
+    ]
+
+
 def runner_cfg(tmp_path: Path, corpus: Path, *overrides: str):
     return compose_train(
         [
-            "data=ding_de_en",
-            f"data.corpus_dir={corpus}",
-            f"data.cache_dir={tmp_path / 'cache'}",
-            "data.src_lang=xx",
-            "data.tgt_lang=yy",
-            "data.vocab_size=100",
+            *corpus_overrides(tmp_path, corpus),
             "data.max_tokens=512",
             "data.beam=2",
             "arch=transformer_tiny",
