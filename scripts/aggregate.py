@@ -85,6 +85,12 @@ def aggregate(runs: list[dict]) -> list[dict]:
         for col, tmpl in METRICS:
             mean, sd, n = mean_sd([r["summary"].get(tmpl.format(m=m, t=t)) for r in done])
             row[f"{col}_mean"], row[f"{col}_sd"], row[f"{col}_n"] = mean, sd, n
+        finals = {k for r in done for k, v in r["summary"].items() if isinstance(v, (int, float))}
+        other = sorted({k[5:-6] for k in finals if k.startswith("test_") and k.endswith("_final")} - {t})
+        for k in other:
+            mean, sd, _ = mean_sd([r["summary"].get(f"test_{k}_final") for r in done])
+            row[f"test_{k}_mean"], row[f"test_{k}_sd"] = mean, sd
+        row["other_test"] = other
         row["steps_per_s_mean"] = mean_sd([r["steps"] / r["wall_s"] for r in done if r.get("wall_s")])[0]
         row["wall_s_mean"] = mean_sd([r.get("wall_s") for r in done])[0]
         row["init_s_mean"] = mean_sd([r.get("init_s") for r in done])[0]
@@ -111,8 +117,8 @@ def markdown(rows: list[dict], title: str) -> str:
         f"## {title}",
         "",
         "| data | arch | init | variant | seeds | metric at init | after epoch 1 | final | best | test | "
-        "epochs to target | s to target | diverged/failed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "epochs to target | s to target | diverged/failed | other test metrics |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         pct = r["metric"].endswith("acc")
@@ -124,12 +130,16 @@ def markdown(rows: list[dict], title: str) -> str:
             + f" | {fmt(r['test_final_mean'], r['test_final_sd'], r['test_final_n'], pct)} | "
             f"{fmt(r['epochs_to_target_mean'], r['epochs_to_target_sd'], r['epochs_to_target_n'])}{reached} | "
             f"{fmt(r['wall_s_to_target_mean'], r['wall_s_to_target_sd'], r['wall_s_to_target_n'], digits=1)} | "
-            f"{r['n_diverged']}/{r['n_failed']} |"
+            f"{r['n_diverged']}/{r['n_failed']} | "
+            + "; ".join(f"{k} {fmt(r[f'test_{k}_mean'], r[f'test_{k}_sd'], 1)}" for k in r["other_test"])
+            + " |"
         )
     lines.append("")
+    metric = rows[0]["metric"] if rows else "?"
+    unit = " (accuracy in %)" if metric.endswith("acc") else ""
     lines.append(
-        f"Metric: {rows[0]['metric'] if rows else '?'} (accuracy in %), mean ± sd over completed seeds; "
-        "time to target counts only seeds that reached it (shown as reached/seeds) and includes the init phase."
+        f"Metric: {metric}{unit}, mean ± sd over completed seeds; time to target counts only seeds that reached it "
+        "(shown as reached/seeds) and includes the init phase. Other test metrics: final model, mean ± sd."
     )
     problems = [f"- {r['init']} ({r['variant'] or 'default'}): {r['problems']}" for r in rows if r["problems"]]
     if problems:

@@ -25,9 +25,9 @@ from emergence.log import read_metrics  # noqa: E402
 
 
 def curves(runs_dir: Path):
-    """{experiment: {(data, arch): {label: [(epochs, values), ...]}}} and the metric name."""
+    """{experiment: {(data, arch): {label: [(epochs, values), ...]}}} and {experiment: its target metric}."""
     out = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    metric = "val/acc"
+    metrics = {}
     for path in sorted(runs_dir.rglob("run.json")):
         try:
             run = json.loads(path.read_text())
@@ -35,13 +35,13 @@ def curves(runs_dir: Path):
             continue
         if run.get("status") != "completed":
             continue
-        metric = run.get("summary", {}).get("target_metric", metric)
         lab = run["labels"]
+        metric = metrics.setdefault(lab["experiment"], run.get("summary", {}).get("target_metric", "val/acc"))
         points = [(r["epoch"], r[metric]) for r in read_metrics(path.parent / "metrics.jsonl") if metric in r]
         if points:
             label = lab["init"] + (f" [{lab['variant']}]" if lab.get("variant") else "")
             out[lab["experiment"]][(lab["data"], lab["arch"])][label].append(points)
-    return out, metric
+    return out, metrics
 
 
 def main(argv=None) -> int:
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default="runs")
     ap.add_argument("--out", default="results")
     args = ap.parse_args(argv)
-    data, metric = curves(Path(args.runs))
+    data, metrics = curves(Path(args.runs))
     if not data:
         print(f"no completed runs under {args.runs}", file=sys.stderr)
         return 1
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
                 ax.fill_between(epochs, mean - sd, mean + sd, alpha=0.2)
             ax.set_title(f"{experiment}: {arch} on {dataset}")
             ax.set_xlabel("epoch")
-            ax.set_ylabel(metric)
+            ax.set_ylabel(metrics[experiment])
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
         fig.tight_layout()
