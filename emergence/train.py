@@ -1,7 +1,8 @@
 """Hydra entry point: ``python -m emergence.train arch=mlp init=emergence data=fashion_mnist seed=0``.
 
-``run(cfg)`` reads top to bottom: check the config -> skip if this run dir already holds a finished run -> seed streams
--> data -> model -> init (timed) -> optimizer and schedule -> train/eval loop -> test evaluation -> ``run.json``.
+``run(cfg)`` reads top to bottom: check the config -> skip a finished run, or resume an interrupted one from its
+checkpoint -> seed streams -> data -> model -> init (timed) -> optimizer and schedule -> train/eval loop -> test
+evaluation -> ``run.json``. The pieces it assembles live in ``emergence/components.py``.
 Everything is written into the run dir, which is derived from the experiment, the overrides that matter and the seed
 (conf/hydra/default.yaml), so a rerun of a sweep finds and skips its finished runs (``force=true`` reruns them).
 """
@@ -21,22 +22,21 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from emergence import checkpoint, loop, seeding
+from emergence.components import (
+    auto,
+    diagnostics,
+    get_rng,
+    initialize,
+    measurer,
+    resolve_device,
+    set_aside,
+    set_rng,
+)
 from emergence.config import ConfigError, config_fingerprint, validate
-from emergence.init.layers import trace_units
 from emergence.log import RunLogger
-from emergence.metrics import emergence as emergence_measure
-from emergence.metrics.layer_stats import LayerTracker
 from emergence.runinfo import environment_info, labels_from_hydra, read_run_json, summarize, write_json
 
 log = logging.getLogger("emergence")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.device={name} but CUDA is not available; use trainer.device=cpu or auto")
-    return torch.device(name)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -60,7 +60,7 @@ def run(cfg: DictConfig) -> dict:
             return previous
         resume = checkpoint.load(ckpt_path)  # raises CheckpointError (and changes nothing) if it is corrupt
     if resume is None:
-        _set_aside(run_dir / "metrics.jsonl")  # an earlier unfinished attempt is kept, never overwritten
+        set_aside(run_dir / "metrics.jsonl")  # an earlier unfinished attempt is kept, never overwritten
         ckpt_path.unlink(missing_ok=True)  # only reachable with force=true: the old run is being replaced
     else:
         log.info("resuming %s at step %d (epoch %d)", run_dir, resume["loop"]["step"], resume["loop"]["epoch"])
@@ -95,9 +95,9 @@ def run(cfg: DictConfig) -> dict:
         with open(run_dir / "init_history.jsonl", "w", encoding="utf-8") as f:  # GradInit's per-iteration record
             f.writelines(json.dumps(r, default=float) + "\n" for r in initializer.history)
     n_params = sum(p.numel() for p in model.parameters())
-    if _auto(cfg.trainer.channels_last, device) and len(getattr(task, "input_shape", ())) == 3:
+    if auto(cfg.trainer.channels_last, device) and len(getattr(task, "input_shape", ())) == 3:
         model.to(memory_format=torch.channels_last)
-    autocast = _auto(cfg.trainer.amp if cfg.trainer.amp != "bf16" else True, device)
+    autocast = auto(cfg.trainer.amp if cfg.trainer.amp != "bf16" else True, device)
 
     # optimizer and schedule
     torch.manual_seed(seeding.stream_seed(seed, "train"))  # dropout and other training noise
@@ -116,7 +116,7 @@ def run(cfg: DictConfig) -> dict:
         schedule.load_state_dict(resume["schedule"])
         if layer_tracker is not None:
             layer_tracker.load_state(resume["layer_tracker"])
-        _set_rng(resume["rng"])
+        set_rng(resume["rng"])
     train_model = torch.compile(model) if cfg.trainer.compile else model
 
     # loop
@@ -136,7 +136,7 @@ def run(cfg: DictConfig) -> dict:
         t0 = time.perf_counter()
         checkpoint.save_atomic({
             "fingerprint": fingerprint, "loop": state, "model": model.state_dict(), "optimizer":
-            optimizer.state_dict(), "schedule": schedule.state_dict(), "rng": _get_rng(), "init_stats": init_stats,
+            optimizer.state_dict(), "schedule": schedule.state_dict(), "rng": get_rng(), "init_stats": init_stats,
             "init_s": init_s, "metrics_bytes": logger.offset(), "wandb_id": info.get("wandb_id"),
             "layer_tracker": layer_tracker.state() if layer_tracker is not None else None,
         }, ckpt_path)  # fmt: skip
@@ -189,86 +189,6 @@ def run(cfg: DictConfig) -> dict:
         raise
     finally:
         logger.close(exit_code)
-
-
-def _get_rng() -> dict:
-    rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    return rng
-
-
-def _set_rng(rng: dict) -> None:
-    torch.set_rng_state(rng["torch"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-
-
-def initialize(initializer, model, example, task, seed, device, run_dir: Path, fingerprint: str, use_cache=True):
-    """Apply the initializer; returns (stats, seconds). GradInit gets the task and its result is cached."""
-    generator = seeding.generator(seed, "init")
-    t0 = time.perf_counter()
-    if not getattr(initializer, "needs_data", False):
-        return initializer(model, example, generator), time.perf_counter() - t0
-    cache = run_dir / "init_cache.pt"
-    stats = initializer.load(model, cache, key=fingerprint) if initializer.cache and use_cache else None
-    if stats is not None:
-        log.info("reusing the learned init cached in %s", cache)
-        return stats, float(stats.get("gradinit/time_s", time.perf_counter() - t0))
-    stats = initializer(model, example, generator, task=task, device=device)
-    if initializer.cache:
-        initializer.save(cache, key=fingerprint)
-    return stats, time.perf_counter() - t0
-
-
-def _auto(value, device: torch.device) -> bool:
-    """``auto`` means on CUDA only; ``none``/false off; true/bf16 on."""
-    if value == "auto":
-        return device.type == "cuda"
-    return value not in (False, "none", None)
-
-
-def measurer(mcfg, task, seed: int, n_params: int):
-    """``model -> {emergence/...}`` on a fixed probe batch, or None when disabled."""
-    if not mcfg.enabled:
-        return None
-    probe = task.probe_inputs(mcfg.probe_size, seeding.generator(seed, "probe"))
-    options = {k: mcfg[k] for k in ("threshold", "bn_mode", "count", "product_over")}
-
-    def measure(model) -> dict:
-        stats = emergence_measure.measure(model, probe, n_params=n_params, **options)
-        out = {
-            "emergence/log10_E": stats["log10_E"],
-            "emergence/E": float(stats["E"]),
-            "emergence/E_rel": float(stats["E_rel"]),
-        }
-        out.update(
-            {f"emergence/active_frac/{k.split('/', 1)[1]}": v for k, v in stats.items() if k.startswith("active_frac/")}
-        )
-        return out
-
-    return measure
-
-
-def diagnostics(dcfg, model, example):
-    """``step -> {layer/...}`` every ``every_steps`` steps: per-layer grad norm, relative update, distance from init."""
-    every = int(dcfg.every_steps)
-    if every <= 0:
-        return None, None
-    tracker = LayerTracker([(w_name, w) for unit in trace_units(model, example) for w_name, w in unit.weights])
-
-    def on_step(step: int) -> dict | None:
-        return tracker.stats(step) if step % every == 0 else None
-
-    return on_step, tracker
-
-
-def _set_aside(path: Path) -> None:
-    if path.exists() and path.stat().st_size:
-        n = 1
-        while path.with_name(f"{path.name}.attempt{n}").exists():
-            n += 1
-        path.rename(path.with_name(f"{path.name}.attempt{n}"))
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -1,0 +1,108 @@
+"""The pieces ``train.run`` assembles: device, init (with GradInit's cache), measurements, RNG state, run-dir care.
+
+Kept out of ``train.py`` so that ``run(cfg)`` stays one readable page.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from emergence import seeding
+from emergence.config import ConfigError
+from emergence.init.layers import trace_units
+from emergence.metrics import emergence as emergence_measure
+from emergence.metrics.layer_stats import LayerTracker
+
+log = logging.getLogger("emergence")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"trainer.device={name} but CUDA is not available; use trainer.device=cpu or auto")
+    return torch.device(name)
+
+
+def get_rng() -> dict:
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def set_rng(rng: dict) -> None:
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def initialize(initializer, model, example, task, seed, device, run_dir: Path, fingerprint: str, use_cache=True):
+    """Apply the initializer; returns (stats, seconds). GradInit gets the task and its result is cached."""
+    generator = seeding.generator(seed, "init")
+    t0 = time.perf_counter()
+    if not getattr(initializer, "needs_data", False):
+        return initializer(model, example, generator), time.perf_counter() - t0
+    cache = run_dir / "init_cache.pt"
+    stats = initializer.load(model, cache, key=fingerprint) if initializer.cache and use_cache else None
+    if stats is not None:
+        log.info("reusing the learned init cached in %s", cache)
+        return stats, float(stats.get("gradinit/time_s", time.perf_counter() - t0))
+    stats = initializer(model, example, generator, task=task, device=device)
+    if initializer.cache:
+        initializer.save(cache, key=fingerprint)
+    return stats, time.perf_counter() - t0
+
+
+def auto(value, device: torch.device) -> bool:
+    """``auto`` means on CUDA only; ``none``/false off; true/bf16 on."""
+    if value == "auto":
+        return device.type == "cuda"
+    return value not in (False, "none", None)
+
+
+def measurer(mcfg, task, seed: int, n_params: int):
+    """``model -> {emergence/...}`` on a fixed probe batch, or None when disabled."""
+    if not mcfg.enabled:
+        return None
+    probe = task.probe_inputs(mcfg.probe_size, seeding.generator(seed, "probe"))
+    options = {k: mcfg[k] for k in ("threshold", "bn_mode", "count", "product_over")}
+
+    def measure(model) -> dict:
+        stats = emergence_measure.measure(model, probe, n_params=n_params, **options)
+        out = {
+            "emergence/log10_E": stats["log10_E"],
+            "emergence/E": float(stats["E"]),
+            "emergence/E_rel": float(stats["E_rel"]),
+        }
+        out.update(
+            {f"emergence/active_frac/{k.split('/', 1)[1]}": v for k, v in stats.items() if k.startswith("active_frac/")}
+        )
+        return out
+
+    return measure
+
+
+def diagnostics(dcfg, model, example):
+    """``step -> {layer/...}`` every ``every_steps`` steps: per-layer grad norm, relative update, distance from init."""
+    every = int(dcfg.every_steps)
+    if every <= 0:
+        return None, None
+    tracker = LayerTracker([(w_name, w) for unit in trace_units(model, example) for w_name, w in unit.weights])
+
+    def on_step(step: int) -> dict | None:
+        return tracker.stats(step) if step % every == 0 else None
+
+    return on_step, tracker
+
+
+def set_aside(path: Path) -> None:
+    if path.exists() and path.stat().st_size:
+        n = 1
+        while path.with_name(f"{path.name}.attempt{n}").exists():
+            n += 1
+        path.rename(path.with_name(f"{path.name}.attempt{n}"))
