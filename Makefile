@@ -49,6 +49,7 @@ reproduce: install data  ## run every experiment at SCALE (cpu|paper), then writ
 reproduce-smoke: install data  ## the same chain in minutes (debug=smoke, 1 seed)
 	SCALE=cpu SMOKE=1 EMERGENCE_RUNS=$(RUNS)/smoke bash experiments/run_all.sh
 	$(PY) scripts/aggregate.py --runs $(RUNS)/smoke --out $(RUNS)/smoke/results
+	$(PY) scripts/plot.py --runs $(RUNS)/smoke --out $(RUNS)/smoke/results
 
 aggregate:  ## tables and plots from the run dirs
 	$(PY) scripts/aggregate.py --runs $(RUNS) --out results

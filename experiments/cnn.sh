@@ -16,5 +16,5 @@ fi
 ARCHS=arch=vgg19,vgg19_nobn,resnet20,resnet20_nobn
 PARALLEL=(hydra/launcher=local hydra.launcher.n_jobs=${JOBS:-2})
 "$PY" -m emergence.train -m experiment=cnn_fashion_mnist $ARCHS init=$INITS seed=${SEEDS:-0,1,2} "${PARALLEL[@]}" "$@"
-"$PY" -m emergence.train -m experiment=cnn_fashion_mnist $ARCHS init=gradinit init.iterations=78 seed=${SEEDS:-0,1,2} \
+"$PY" -m emergence.train -m experiment=cnn_fashion_mnist $ARCHS init=gradinit init.iterations=${GRADINIT_ITERATIONS:-78} seed=${SEEDS:-0,1,2} \
   "${PARALLEL[@]}" "$@"

@@ -4,7 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra=()
-if [ "${SMOKE:-0}" = 1 ]; then export SEEDS=0; extra+=(debug=smoke); fi
+if [ "${SMOKE:-0}" = 1 ]; then
+  export SEEDS=0 GRADINIT_ITERATIONS=5  # cnn.sh's GradInit (the MLP's and the tiny Transformer's are cheap)
+  extra+=(debug=smoke)
+fi
 scripts=(experiments/*.sh)
 n=0
 for script in "${scripts[@]}"; do
