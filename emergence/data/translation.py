@@ -195,6 +195,18 @@ class TranslationData:
         """Number of pairs served by ``batches`` (after the max_positions filter for train)."""
         return len(self._kept[split])
 
+    def ids(self, split: str) -> Tensor:
+        """Ids of the pairs ``batches`` serves from ``split``."""
+        return self._kept[split]
+
+    def lengths(self, split: str, ids: Tensor) -> Tensor:
+        """(source, target) lengths, eos included, of the pairs ``ids`` of ``split``."""
+        return self._lens[split][ids]
+
+    def restrict(self, split: str, n: int) -> None:
+        """Serve only the first ``n`` pairs of ``split`` (CPU profiles, smoke runs)."""
+        self._kept[split] = self._kept[split][: int(n)]
+
     def pair(self, split: str, i: int) -> tuple[Tensor, Tensor]:
         """Piece ids (int64, without bos/eos) of source and target sentence ``i`` of ``split``."""
         return tuple(d["tokens"][d["offsets"][i]:d["offsets"][i + 1]].long() for d in self._data[split])

@@ -132,10 +132,10 @@ class TranslationTask:
                 max_positions=self.max_positions,
                 threads=self.spm_threads,
             )
-        # Subsets (CPU profiles, debug=smoke) restrict the pairs the data object serves; _kept is its id list.
+        # Subsets (CPU profiles, debug=smoke) restrict the pairs the data object serves.
         for split, n in (("train", self.train_subset), ("test", self.test_subset)):
             if n is not None:
-                self.data._kept[split] = self.data._kept[split][: int(n)]
+                self.data.restrict(split, n)
         self.device = device
         self.info = self.data.summary()
         self._steps = len(self.data.batch_indices("train", self.max_tokens, shuffle=False))
@@ -153,11 +153,11 @@ class TranslationTask:
         }
 
     def _ids(self, split: str) -> Tensor:
-        return self.data._kept[SPLITS[split]]
+        return self.data.ids(SPLITS[split])
 
     def _lengths(self, split: str, ids: Tensor) -> Tensor:
         """(source, target) lengths with eos of sentences ``ids`` (the data object's length table)."""
-        return self.data._lens[SPLITS[split]][ids]
+        return self.data.lengths(SPLITS[split], ids)
 
     def _to_device(self, batch: dict) -> dict:
         return {k: v.to(self.device, non_blocking=True) if k in MODEL_KEYS else v for k, v in batch.items()}
