@@ -129,7 +129,6 @@ def summarize(result, final, tracker, metric, init_s, n_params, init_stats) -> d
         f"{key}_epoch1": _first(history, metric, 1),
         f"{key}_final": values[-1] if values and result["status"] == "completed" else None,
         f"{key}_best": max(values) if values else None,
-        "target_best": max(values) if values else None,
         **{k.replace("/", "_") + "_final": v for k, v in final.items()},
         "target_metric": metric,
         "target": tracker.target,

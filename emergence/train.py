@@ -97,7 +97,7 @@ def run(cfg: DictConfig) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     if auto(cfg.trainer.channels_last, device) and len(getattr(task, "input_shape", ())) == 3:
         model.to(memory_format=torch.channels_last)
-    autocast = auto(cfg.trainer.amp if cfg.trainer.amp != "bf16" else True, device)
+    autocast = auto(cfg.trainer.amp, device)  # bf16 on CUDA for "auto", always for "bf16"
 
     # optimizer and schedule
     torch.manual_seed(seeding.stream_seed(seed, "train"))  # dropout and other training noise
@@ -204,7 +204,8 @@ def main(cfg: DictConfig) -> float | None:
     except checkpoint.Preempted as exc:
         log.warning("%s; rerun the same command to resume", exc)
         sys.exit(128 + exc.signum)
-    return record.get("summary", {}).get("target_best")  # returned to sweepers (e.g. optuna)
+    summary = record.get("summary", {})  # the best value of the target metric, returned to sweepers (e.g. optuna)
+    return summary.get(summary.get("target_metric", "val/acc").replace("/", "_") + "_best")
 
 
 if __name__ == "__main__":
