@@ -9,8 +9,9 @@ evaluated at the end. Batch augmentation (crop/flip/cutout on tensors) is option
 Task interface used by the runner (the translation task provides the same methods):
 ``setup(device)``, ``model_kwargs()``, ``example_inputs()``, ``steps_per_epoch(batch_size)``,
 ``train_batches(batch_size, generator)``, ``loss(model, batch) -> (loss, stats)``, ``evaluate(model, split)``,
-``probe_inputs(n, generator)``, ``target_metric``; for GradInit ``gradinit_batches``, ``merge``, ``inputs``,
-``criterion``. The runner sets ``task.run_dir`` after ``setup``.
+``probe_inputs(n, generator)``, ``target_metric``, ``init_batches(batch_size, generator)`` (data for data-dependent
+initializers, see emergence/init/__init__.py); for GradInit ``gradinit_batches``, ``merge``, ``inputs``, ``criterion``.
+The runner sets ``task.run_dir`` after ``setup``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emergence.data.images import READERS
+from emergence.init import InitBatch
 
 
 class ClassificationTask:
@@ -132,6 +134,18 @@ class ClassificationTask:
         for i in range(start, self.steps_per_epoch(batch_size)):
             idx = perm[i * batch_size : (i + 1) * batch_size]
             yield self._train_view(x[idx], torch.Generator().manual_seed(aug_seed + i)), y[idx]
+
+    def init_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[InitBatch]:
+        """Endless random training batches (with the training augmentation) for data-dependent initializers.
+
+        Each batch is ``batch_size`` distinct images drawn with ``generator``; batches are independent draws.
+        """
+        x, y = self.splits["train"]
+        if not 1 <= batch_size <= len(y):
+            raise ValueError(f"init.batch_size must be in [1, {len(y)}] (the training images); got {batch_size}")
+        while True:
+            idx = torch.randperm(len(y), generator=generator)[:batch_size].to(x.device)
+            yield InitBatch((self._train_view(x[idx], generator), y[idx]), self.inputs, self.criterion)
 
     def gradinit_batches(self, batch_size: int, generator: torch.Generator) -> tuple:
         """Three disjoint, augmented half-batches (B0, B1, B2) of random training images, for GradInit."""
