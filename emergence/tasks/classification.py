@@ -4,7 +4,10 @@ The whole dataset sits in one uint8 tensor on the device, so an epoch is a seede
 batch normalized, and augmented on the device, when drawn): no DataLoader, no per-image PIL work. A fixed validation
 split is carved out of the training set with
 ``split_seed`` (the same for every run seed, so seeds vary only init and data order); the official test set is
-evaluated at the end. Batch augmentation (crop/flip/cutout on tensors) is optional.
+evaluated at the end. Batch augmentation (crop/flip/cutout on tensors) is optional. ``reader`` is either keyword
+arguments for the built-in reader of ``dataset`` or a callable
+``reader(root) -> dict(train_x, train_y, test_x, test_y)`` (uint8 N x C x H x W images, int64 labels), e.g. a Hydra
+``_partial_`` target, so a new dataset needs no edit of the package (docs/extending.md).
 
 Task interface used by the runner (the translation task provides the same methods):
 ``setup(device)``, ``model_kwargs()``, ``example_inputs()``, ``steps_per_epoch(batch_size)``,
@@ -42,8 +45,15 @@ class ClassificationTask:
         augment: dict | None = None,
         reader: dict | None = None,
     ):
-        if dataset not in READERS:
-            raise ValueError(f"data.dataset must be one of {sorted(READERS)}; got {dataset!r}")
+        if callable(reader):  # a reader from outside the package (data.reader: {_target_: ..., _partial_: true})
+            self.read, reader = reader, None
+        elif dataset in READERS:
+            self.read = READERS[dataset]
+        else:
+            raise ValueError(
+                f"data.dataset must be one of {sorted(READERS)}, or data.reader a callable (_target_ with "
+                f"_partial_: true); got {dataset!r}"
+            )
         if val_size < 0 or (train_subset is not None and train_subset < 1):
             raise ValueError(
                 f"data.val_size must be >= 0 and data.train_subset >= 1 or null; got {val_size}, {train_subset}"
@@ -56,7 +66,7 @@ class ClassificationTask:
 
     # ---- data ---------------------------------------------------------------------------------------------------
     def setup(self, device: torch.device) -> ClassificationTask:
-        raw = READERS[self.dataset](self.root, **self.reader_kwargs)
+        raw = self.read(self.root, **self.reader_kwargs)
         train_x, train_y = raw["train_x"], raw["train_y"]
         perm = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(self.split_seed))
         if self.val_size >= len(train_y):
