@@ -85,3 +85,30 @@ def test_each_recipe_runs_from_a_config_folder_outside_the_repo(index, tmp_path,
         assert config["data"]["reader"]["_target_"] == "my_data.read_rings"
     if "data=fr_en" in args:
         assert config["data"]["src_lang"] == "fr" and config["data"]["corpus_dir"] == str(data_dir / "fr_en")
+
+
+def anchors(page) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens (code blocks skipped)."""
+    text = BLOCK.sub("", page.read_text(encoding="utf-8"))
+    heads = [line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#")]
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in heads}
+
+
+def test_links_between_the_docs_resolve():
+    docs = ROOT / "docs"
+    pages = sorted(docs.glob("*.md"))
+    assert {p.name for p in pages} >= {"README.md", "method.md", "gradinit.md", "environment.md", "extending.md"}
+    checked = 0
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        for target, anchor in re.findall(r"\]\(([\w./-]*?)(?:#([\w-]+))?\)", text) + re.findall(
+            r"docs/([\w-]+\.md)#([\w-]+)", text
+        ):
+            path = (docs / target) if target else page
+            if target.startswith("http"):
+                continue
+            assert path.exists(), f"{page.name}: {target}"
+            if anchor:
+                assert anchor in anchors(path), f"{page.name}: {target}#{anchor}"
+            checked += 1
+    assert checked >= 5
