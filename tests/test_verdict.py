@@ -141,3 +141,10 @@ def test_claims_file_entries_are_unique_and_checked(tmp_path):
         cl.load_claims(bad)
     with pytest.raises(cl.ClaimsError, match="not found"):
         cl.load_claims(tmp_path / "missing.yaml")
+
+
+def test_a_tie_at_the_budget_measures_nothing():
+    runs = [fake_run(init, s, 0.8, epochs_to_target=None) for init in ("kaiming", "emergence") for s in range(5)]
+    (r,) = vd.evaluate(doc_with({"metric": "epochs_to_target", "direction": "less", "delta": 0.1}), runs)
+    assert r["stats"]["mean_diff"] == 0.0 and r["verdict"] == "inconclusive"  # not "equivalent"
+    assert "no run reached" in r["note"]

@@ -34,6 +34,7 @@ class Run:
     dir: Path
     record: dict
     _metrics: list | None = field(default=None, repr=False)
+    cell: str | None = None  # the report's cell label (init [variant]), set by label_cells
 
     @property
     def labels(self) -> dict:
@@ -99,6 +100,14 @@ def parse_variant(text: str) -> dict:
             key, _, value = item.partition("=")
             out[key.lstrip("+~")] = value
     return out
+
+
+def label_cells(runs: list[Run], ignore: list[str]) -> None:
+    """Give each run its cell label, ``init [variant]``, leaving out the variant keys the rule ignores."""
+    for r in runs:
+        items = split_overrides(r.labels.get("variant", ""))
+        kept = [i for i in items if not i.lstrip("+~").startswith(tuple(ignore))]
+        r.cell = r.labels.get("init", "?") + (f" [{','.join(kept)}]" if kept else "")
 
 
 def load_claims(path: Path) -> dict:

@@ -19,6 +19,8 @@ from emergence.report.claims import Run, budget
 
 
 def cell_label(run: Run) -> str:
+    if run.cell is not None:
+        return run.cell
     v = run.labels.get("variant", "")
     return run.labels.get("init", "?") + (f" [{v}]" if v else "")
 

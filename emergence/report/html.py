@@ -13,6 +13,7 @@ from html import escape
 
 from emergence.report import figures as fg
 from emergence.report import tables as tb
+from emergence.report.claims import label_cells
 from emergence.report.verdict import VERDICTS, counts
 
 COLORS = {"supported": "#1a7f37", "contradicted": "#cf222e", "equivalent": "#0969da", "inconclusive": "#9a6700",
@@ -234,7 +235,9 @@ def sentence(results: list[dict], rule: dict) -> str:
 
 
 def build(results: list[dict], runs: list, doc: dict, meta: dict) -> str:
-    rule, colors = doc["rule"], fg.palette(runs)
+    rule = doc["rule"]
+    label_cells(runs, rule.get("ignore_variant", []))
+    colors = fg.palette(runs)
     answer = [f"<p class='answer'>{escape(sentence(results, rule))}</p>"]
     for kind, name in (("claim", "Paper claims"), ("control", "Controls")):
         c = counts(results, kind)

@@ -8,7 +8,8 @@ statistics (``stats.paired``), adjust the p-values of all comparisons of the rep
 - **supported**: the interval lies above 0 in the claimed direction and the Holm-adjusted p < ``rule.alpha``;
 - **contradicted**: the interval lies entirely on the other side of 0;
 - **equivalent**: the interval lies inside ±δ;
-- **inconclusive**: anything else.
+- **inconclusive**: anything else, and whenever every value was substituted (no run of either cell reached the
+  target, say): a tie at the budget measures nothing.
 
 The interval is the one ``rule.ci`` names: the paired bootstrap, the t-interval, or (``hull``) the smallest interval
 containing both, so neither a narrow small-sample bootstrap nor a skewed t-interval alone decides a verdict.
@@ -22,12 +23,15 @@ from emergence.report.stats import holm, paired
 VERDICTS = ("supported", "contradicted", "equivalent", "inconclusive", "too few seeds", "not run")
 
 
-def decide(s: dict | None, p_holm: float | None, rule: dict, n_pairs: int, ran: bool) -> str:
-    """One verdict from the statistics ``s`` (of the differences, signed as measured) and the Holm-adjusted p."""
+def decide(s: dict | None, p_holm: float | None, rule: dict, n_pairs: int, ran: bool, informative: bool = True) -> str:
+    """One verdict from the statistics ``s`` (of the differences, signed as measured) and the Holm-adjusted p.
+    ``informative`` is False when every value was substituted (e.g. no run reached the target): nothing measured."""
     if not ran:
         return "not run"
     if n_pairs < int(rule["min_pairs"]) or s is None or s.get("ci_t") is None:
         return "too few seeds"
+    if not informative:
+        return "inconclusive"
     lo, hi = interval(s, rule["ci"])
     if s["direction"] == "less":  # turn the interval so that positive = the claimed direction
         lo, hi = -hi, -lo
@@ -76,7 +80,10 @@ def evaluate(doc: dict, runs: list[cl.Run]) -> list[dict]:
     raw = [r["stats"][key] if r["stats"] and r["ran"] else None for r in results]
     for r, p_adj in zip(results, holm(raw)):
         r["p"], r["p_holm"] = (r["stats"] or {}).get(key), p_adj
-        r["verdict"] = decide(r["stats"], p_adj, rule, len(r["pairs"]), r["ran"])
+        informative = not r["pairs"] or not all(p["t_substituted"] and p["c_substituted"] for p in r["pairs"])
+        if not informative:
+            r["note"] = "; ".join(filter(None, [r["note"], "every value substituted (e.g. no run reached the target)"]))
+        r["verdict"] = decide(r["stats"], p_adj, rule, len(r["pairs"]), r["ran"], informative)
     return results
 
 
