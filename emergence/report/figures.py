@@ -68,6 +68,17 @@ def unit_of(metric: str) -> str:
     return "%" if is_pct(metric) else "BLEU" if metric.endswith("bleu") else "nats/token" if "nll" in metric else ""
 
 
+MAX_POINTS = 120  # per line: keeps report.html small for long runs
+
+
+def thin(points: list) -> list:
+    """Every k-th point (and the last) so that a line has at most MAX_POINTS points."""
+    if len(points) <= MAX_POINTS:
+        return points
+    k = -(-len(points) // MAX_POINTS)
+    return points[::k] + ([points[-1]] if (len(points) - 1) % k else [])
+
+
 def mean_band(values: list[float]) -> tuple[float, float | None, float | None]:
     """Mean and 95 % t-interval of the mean over seeds (no band for one seed)."""
     a = np.asarray(values, dtype=float)
@@ -88,6 +99,7 @@ def series_over_time(cells: dict[str, list[Run]], key: str, colors: dict, scale:
                    and math.isfinite(rec[key]) and rec.get(x) is not None]  # fmt: skip
             if not pts:
                 continue
+            pts = thin(pts)
             note = "" if r.status == "completed" else f" ({r.status})"
             seeds.append({"seed": r.seed, "x": [p[0] for p in pts], "y": [p[1] for p in pts],
                           "dashed": r.status != "completed", "note": note})  # fmt: skip
@@ -96,7 +108,7 @@ def series_over_time(cells: dict[str, list[Run]], key: str, colors: dict, scale:
                     per_x[round(px, 6)].append(py)
         if not seeds:
             continue
-        xs = sorted(per_x)
+        xs = thin(sorted(per_x))
         bands = [mean_band(per_x[v]) for v in xs]
         n_done = sum(r.status == "completed" for r in runs)
         out.append({
@@ -219,7 +231,7 @@ def layer_panels(runs: list[Run], where: str, label: str) -> list[str]:
     for stat, ylabel in (("grad_norm", "gradient norm ‖g‖ (log)"), ("rel_update", "relative update ‖ΔW‖/‖W‖ (log)")):
         series = []
         for i, name in enumerate(order):
-            steps = sorted(per[stat][name])
+            steps = thin(sorted(per[stat][name]))
             if steps:
                 series.append({"label": f"{i}: {name}", "color": svg.ramp(i, len(order)), "x": steps,
                                "mean": [float(np.mean(per[stat][name][s])) for s in steps], "seeds": []})  # fmt: skip
