@@ -66,8 +66,12 @@ def test_report_files_and_a_real_verdict(built_report):
     assert verdicts["mlp-alpha-1.5"]["verdict"] == "not run"  # no alpha-1.5 runs in the fixture
     md = (built_report / "verdict.md").read_text()
     assert md.count("\n| **") == len(doc["claims"]) and mlp["verdict"] in md
-    size = (built_report / "report.html").stat().st_size
-    assert size < 2 * 1024 * 1024
+    page = (built_report / "report.html").read_text()
+    assert len(page.encode()) < 2 * 1024 * 1024
+    scatter = page[page.index('aria-label="E at init vs alpha'):]
+    scatter = scatter[: scatter.index("</svg>")]
+    assert scatter.count("<title>kaiming, seed") == 5 and scatter.count("<title>emergence, seed") == 5
+    assert page.count("gradient norm") >= 2 and page.count("relative update") >= 2  # one panel per init
 
 
 def test_report_in_headless_chromium(built_report, tmp_path):

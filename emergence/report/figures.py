@@ -188,7 +188,7 @@ def alpha_of(run: Run) -> float | None:
     if run.labels.get("init") == "emergence" and init.get("alpha"):
         a = float(init["alpha"])
         return 1 / a if init.get("inverse") else a
-    if run.labels.get("init") == "kaiming" and not run.labels.get("variant"):
+    if cell_label(run) == "kaiming":  # the plain base init (alpha = 1); variants such as the LR control are not
         return 1.0
     return None
 
