@@ -38,6 +38,12 @@ def as_json(results: list[dict]) -> list[dict]:
     return out
 
 
+def shown(path: Path) -> str:
+    """A path relative to the repository when it lies inside it (so the committed table names no machine)."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", default="runs", help="the runs dir (default: runs)")
@@ -59,7 +65,7 @@ def main(argv=None) -> int:
         return 1
     results = verdict.evaluate(doc, runs)
     meta = {
-        "runs": runs_dir, "n_runs": len(runs), "claims": Path(args.claims).name,
+        "runs": runs_dir, "runs_shown": shown(runs_dir), "n_runs": len(runs), "claims": shown(Path(args.claims)),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }  # fmt: skip
     out = Path(args.out)

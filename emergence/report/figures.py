@@ -152,7 +152,7 @@ def summary_dots(cells: dict[str, list[Run]], key: str, colors: dict, *, title: 
                 note, hollow = f" ({r.status} later)", True
             pts.append({"seed": r.seed, "y": v * scale, "hollow": hollow, "note": note})
         if pts:
-            out.append({"label": short(label), "color": colors.get(label, "#000"), "points": pts})
+            out.append({"label": f"{short(label)} (n={len(pts)})", "color": colors.get(label, "#000"), "points": pts})
     if not out:
         return None
     return svg.dot_plot(out, title=title, ylabel=ylabel)

@@ -250,7 +250,7 @@ def build(results: list[dict], runs: list, doc: dict, meta: dict) -> str:
     legend = " ".join(pill(v) for v in VERDICTS)
     body = [
         "<h1>Does Emergence init do what the paper says?</h1>", *answer,
-        f"<p class='meta'>{meta['n_runs']} runs under <code>{escape(str(meta['runs']))}</code>, built {meta['date']}, "
+        f"<p class='meta'>{meta['n_runs']} runs under <code>{escape(meta['runs_shown'])}</code>, built {meta['date']}, "
         f"commits {escape(', '.join(commits) or '–')}. Paired over seeds; supported = {rule['confidence']:.0%} "
         f"interval ({rule['ci']} of bootstrap and t) on the claimed side of 0 and Holm p &lt; {rule['alpha']}; "
         f"&lt; {rule['min_pairs']} pairs = too few seeds; diverged runs count as losses. Verdicts: {legend}</p>",

@@ -76,7 +76,7 @@ def verdict_markdown(results: list[dict], doc: dict, meta: dict) -> str:
     lines = [
         "# Verdicts",
         "",
-        f"Built by `scripts/report.py` from {meta['n_runs']} run dirs under `{meta['runs']}` on {meta['date']}; "
+        f"Built by `scripts/report.py` from {meta['n_runs']} run dirs under `{meta['runs_shown']}` on {meta['date']}; "
         f"claims and rule: `{meta['claims']}` (docs/experiments.md).",
         "",
         f"**{headline(results)}.**",
