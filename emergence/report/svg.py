@@ -95,7 +95,7 @@ class Frame:
             for i, name in enumerate(self.xcats):
                 px, short = self.x(i), name if len(name) <= 24 else name[:23] + "…"
                 out.append(f'<text x="{px:.1f}" y="{H - M["b"] + 12}" class="tick" text-anchor="end" '
-                           f'transform="rotate(-20 {px:.1f} {H - M["b"] + 12})"><title>{escape(name)}</title>'
+                           f'transform="rotate(-35 {px:.1f} {H - M["b"] + 12})"><title>{escape(name)}</title>'
                            f"{escape(short)}</text>")  # fmt: skip
         out.append(f'<text x="{W / 2:.0f}" y="15" class="ctitle" text-anchor="middle">{escape(title)}</text>')
         if self.xcats is None:
@@ -106,8 +106,8 @@ class Frame:
         return "".join(out)
 
 
-def svg(body: str, label: str) -> str:
-    return (f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{escape(label)}" '
+def svg(body: str, label: str, height: float = H) -> str:
+    return (f'<svg class="chart" viewBox="0 0 {W} {height:.0f}" role="img" aria-label="{escape(label)}" '
             f'xmlns="http://www.w3.org/2000/svg">{body}</svg>')  # fmt: skip
 
 
@@ -180,7 +180,8 @@ def dot_plot(cells: list[dict], *, title: str, ylabel: str, logy: bool = False) 
             out.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3.6" fill="{fill}" stroke="{c["color"]}" '
                        f'class="dot" data-seed="{p["seed"]}"><title>{escape(c["label"])}, seed {p["seed"]}: '
                        f'{p["y"]:.4g}{escape(p.get("note", ""))}</title></circle>')  # fmt: skip
-    return svg("".join(out), title)
+    longest = max((min(len(c["label"]), 24) for c in cells), default=0)
+    return svg("".join(out), title, height=H + max(0.0, 5.0 * longest * 0.57 - 28))  # room for slanted labels
 
 
 def scatter(groups: list[dict], *, title: str, xlabel: str, ylabel: str) -> str:
