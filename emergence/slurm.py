@@ -36,6 +36,10 @@ UNFINISHED = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_FED", "COMPLETING", "CO
               "STAGE_OUT", "SUSPENDED", "STOPPED", "PREEMPTED", "UNKNOWN", "READY"}  # fmt: skip
 
 
+SQUEUE_EVERY_S = 10  # at most this long between two squeue calls (one cheap call for the whole sweep)
+RESULT_GRACE_S = 5  # how long a job that ended without a result file is given for it to appear (slow NFS)
+
+
 class SlurmJobFailed(RuntimeError):
     """A sweep job that ended without a result."""
 
@@ -55,6 +59,7 @@ class QueueWatcher(SlurmInfoWatcher):
             self.source = "sacct" if _succeeds(["sacct", "--noheader", "-X", "-j", "1", "-o", "JobID"]) else "squeue"
             if self.source == "squeue":
                 log.info("this cluster keeps no accounting (sacct fails): job states are read from squeue")
+                self._delay_s = min(self._delay_s, SQUEUE_EVERY_S)
         if self.source == "sacct":
             return super().update()
         pending = self._registered - self._finished
@@ -105,6 +110,8 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     log.info("submitted job array %s (%d jobs); waiting for them", jobs[0].job_id.split("_")[0], len(jobs))
     while not all(job.done() for job in jobs):
         time.sleep(1)
+    for job in jobs:
+        job._results_timeout_s = min(job._results_timeout_s, RESULT_GRACE_S)  # submitit waits 15 s per failed job
     returns, failed = [], []
     for (idx, overrides), job in zip(numbered, jobs):
         label = f"#{idx} ({' '.join(filter_overrides(overrides))})"
@@ -112,7 +119,7 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
             ret = job.results()[0]
         except Exception as exc:  # no result: killed, cancelled, or exited before hydra could catch an error
             log.debug("%s", exc)
-            reason = f"SLURM job {job.job_id} ended {job.state} without a result; {_last_line(job.paths.stderr)}"
+            reason = f"SLURM job {job.job_id} ended {job.state} without a result; {_error_line(job)}"
             ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED,
                             _return_value=SlurmJobFailed(f"{label}: {reason}log: {job.paths.stderr}"))  # fmt: skip
         if ret.status == JobStatus.FAILED:
@@ -124,9 +131,14 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
     return returns
 
 
-def _last_line(path: Path) -> str:
-    try:
-        lines = [ln for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    return f"last log line: {lines[-1].strip()[:300]}; " if lines else ""
+def _error_line(job) -> str:
+    """The job's last logged error (hydra logs to stdout, Python and srun write to stderr), else its last line."""
+    lines = []
+    for path in (job.paths.stdout, job.paths.stderr):
+        try:
+            lines += [ln.strip() for ln in Path(path).read_text(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            pass
+    errors = [ln for ln in lines if ("ERROR" in ln or "Error" in ln) and not ln.startswith("srun:")]
+    line = (errors or lines or [""])[-1]
+    return f"{line[:300]}; " if line else ""

@@ -10,8 +10,11 @@ time. SLURM holds a requeued job for two minutes before restarting it; the tests
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from emergence import checkpoint
 from tests.conftest import ROOT
 from tests.slurm_cluster import slurm  # noqa: F401  (the session's cluster)
 
@@ -27,8 +31,8 @@ LAUNCH = ["-m", "hydra/launcher=slurm", "hydra.launcher.partition=cpu", "hydra.l
           "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=5"]  # fmt: skip
 TINY = ["arch=mlp", "data=digits", "arch.width=32", "arch.depth=2", "logger=none", "trainer.epochs=1",
         "trainer.cpu_threads=1", "trainer.progress=false"]  # fmt: skip
-# long enough (6 epochs x 37 steps of a 5M-parameter MLP) to be caught mid-epoch, with a checkpoint every 7 steps
-LONG = ["arch=mlp", "init=kaiming", "data=digits", "arch.width=1024", "logger=none", "trainer.epochs=6",
+# long enough (3 epochs x 37 steps of a 1.6M-parameter MLP) to be caught mid-epoch, with a checkpoint every 7 steps
+LONG = ["arch=mlp", "init=kaiming", "data=digits", "arch.width=512", "logger=none", "trainer.epochs=3",
         "trainer.batch_size=32", "trainer.checkpoint_every_steps=7", "trainer.cpu_threads=1",
         "trainer.progress=false"]  # fmt: skip
 
@@ -76,8 +80,10 @@ def sweep(cluster, args, log: Path) -> tuple[int, str]:
 
 
 def job_ids(sweep_dir: Path) -> list[str]:
-    """The SLURM ids (``<array>_<task>``) of the sweep's jobs, from submitit's job folders."""
-    return sorted(p.name for p in (sweep_dir / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name))
+    """SLURM ids of the sweep's jobs (``<array>_<task>``, or ``<job>`` for a sweep of one), from submitit's folders."""
+    names = [p.name for p in (sweep_dir / ".submitit").iterdir() if p.is_dir()]
+    tasks = [n for n in names if re.fullmatch(r"\d+_\d+", n)]
+    return sorted(tasks or [n for n in names if n.isdigit()])
 
 
 def statuses(sweep_dir: Path) -> dict[str, str]:
@@ -119,3 +125,117 @@ def test_sweep_completes_and_rerun_trains_nothing(cluster, tmp_path):
     assert len(second) == 4
     assert all("skipping" in job_log(sweep_dir, j) for j in second)  # no-op jobs
     assert results(sweep_dir) == mtimes  # nothing retrained: results untouched, no checkpoint written
+
+
+def training_run(sweep_dir: Path, min_step: int, timeout: float = 180) -> Path:
+    """The run dir once its checkpoint has passed ``min_step`` (the job is training)."""
+
+    def found():
+        for ckpt in sweep_dir.glob("*/seed=*/checkpoint.pt"):
+            try:
+                if checkpoint.load(ckpt)["loop"]["step"] >= min_step:
+                    return ckpt.parent
+            except (checkpoint.CheckpointError, KeyError, TypeError):
+                pass  # being replaced
+        return None
+
+    return wait_for(found, timeout, f"a checkpoint past step {min_step}", interval=0.05)
+
+
+def requeued(cluster, job_id: str) -> bool:
+    """SLURM put the job back in the queue and holds it for its begin-time delay."""
+    info = cluster.jobs().get(job_id, {})
+    return info.get("state") == "PENDING" and info.get("reason") == "BeginTime"
+
+
+def metric_records(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if not k.startswith("time/")} for line in lines]
+
+
+def test_requeue_preempts_checkpoints_and_resumes_exactly(cluster, tmp_path, subprocess_env):
+    args = [*LAUNCH, *LONG, "name=preempt"]
+    sweep_dir = tmp_path / "runs" / "preempt"
+    reference = subprocess.Popen(  # the same run, uninterrupted, without SLURM
+        [sys.executable, "-m", "emergence.train", *LONG, "name=preempt", f"paths.runs_dir={tmp_path / 'reference'}"],
+        env=subprocess_env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    proc = start_sweep(cluster, args, tmp_path / "sweep.log")
+    run_dir = training_run(sweep_dir, min_step=7)
+    (job_id,) = job_ids(sweep_dir)
+    cluster.cmd("scontrol", "requeue", job_id)  # what a preemption with PreemptMode=REQUEUE does
+    wait_for(lambda: requeued(cluster, job_id), 60, f"job {job_id} requeued")
+    stopped = json.loads((run_dir / "run.json").read_text())
+    assert stopped["status"] == "preempted", stopped.get("error")
+    step = checkpoint.load(run_dir / "checkpoint.pt")["loop"]
+    assert step["batch"] > 0  # a mid-epoch checkpoint (end-of-epoch ones have batch 0)
+    cluster.cmd("scontrol", "update", f"jobid={job_id}", "starttime=now")  # release it now, not in two minutes
+
+    rc, out = finish(proc, tmp_path / "sweep.log")
+    assert rc == 0, out[-3000:]
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+    assert cluster.show(job_id)["Restarts"] == "1"
+    assert f"resuming {run_dir} at step {step['step']}" in (run_dir / "train.log").read_text()
+    assert reference.wait(timeout=240) == 0, reference.stderr.read()[-2000:]
+    (ref_dir,) = [p.parent for p in (tmp_path / "reference").rglob("metrics.jsonl")]
+    assert ref_dir.relative_to(tmp_path / "reference") == run_dir.relative_to(tmp_path / "runs")
+    assert metric_records(run_dir) == metric_records(ref_dir)
+
+
+def signal_pending(pid: int, sig: int) -> bool:
+    """``sig`` waits to be delivered to the (stopped) process ``pid``."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    masks = [int(line.split()[1], 16) for line in status.splitlines() if line.startswith(("SigPnd:", "ShdPnd:"))]
+    return any(mask >> (sig - 1) & 1 for mask in masks)
+
+
+def test_time_limit_signals_checkpoints_and_submitit_requeues(cluster, tmp_path):
+    # submitit asks SLURM for USR2 signal_delay_s (59 s) before the time limit; its handler requeues the job
+    args = [*LAUNCH, *LONG, "name=timeout", "hydra.launcher.signal_delay_s=59", "hydra.launcher.max_num_timeout=2"]
+    sweep_dir = tmp_path / "runs" / "timeout"
+    proc = start_sweep(cluster, args, tmp_path / "sweep.log")
+    run_dir = training_run(sweep_dir, min_step=7)
+    (job_id,) = job_ids(sweep_dir)
+    pid = json.loads((run_dir / "run.json").read_text())["pid"]
+    # SLURM checks time limits every 30 s, so the signal comes up to 30 s after it is due: the run is held (SIGSTOP)
+    # until SLURM's USR2 is pending, so that a short training is still running when it arrives
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        cluster.cmd("scontrol", "update", f"jobid={job_id}", "timelimit=1")  # shorter than the training: due now
+        wait_for(lambda: signal_pending(pid, signal.SIGUSR2) or requeued(cluster, job_id), 45, "SLURM's USR2")
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # SLURM sends SIGCONT with the signal; the run may be done
+            os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: requeued(cluster, job_id), 60, f"job {job_id} requeued by submitit")
+    step = checkpoint.load(run_dir / "checkpoint.pt")["loop"]["step"]
+    log = job_log(sweep_dir, job_id)
+    assert "Caught signal SIGUSR2" in log and "this job is timed-out" in log, log[-3000:]
+    stopped = json.loads((run_dir / "run.json").read_text())
+    # the next attempt gets the time it needs (on a cluster each attempt runs to the limit, up to max_num_timeout)
+    cluster.cmd("scontrol", "update", f"jobid={job_id}", "timelimit=5", "starttime=now")
+
+    rc, out = finish(proc, tmp_path / "sweep.log")
+    assert rc == 0, out[-3000:]
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+    assert cluster.show(job_id)["Restarts"] == "1"
+    assert f"resuming {run_dir} at step {step}" in (run_dir / "train.log").read_text()
+    assert stopped["status"] == "preempted", stopped.get("error")  # the stopped attempt says why it stopped
+
+
+def test_one_job_at_a_time_and_a_failed_job_does_not_stop_the_others(cluster, tmp_path):
+    args = [*LAUNCH, *TINY, "init=kaiming", "optim.lr=0.1,-1,0.01", "name=serial", "hydra.launcher.array_parallelism=1"]
+    sweep_dir = tmp_path / "runs" / "serial"
+    rc, out = sweep(cluster, args, tmp_path / "sweep.log")
+    assert rc == 1, out[-3000:]
+    # the bad value is reported with the job's own error, the jobs before and after it complete
+    assert "failed #1 (" in out and "FAILED" in out and "optim.lr=-1 is invalid" in out, out[-3000:]
+    assert "sweep done: 2 of 3 jobs succeeded" in out
+    done = statuses(sweep_dir)
+    assert len(done) == 2 and all("optim.lr=-1" not in k for k in done) and set(done.values()) == {"completed"}
+    ids = job_ids(sweep_dir)
+    assert len(ids) == 3 and cluster.show(ids[0])["ArrayTaskThrottle"] == "1"
+    spans = intervals(cluster, ids)  # the node has two job slots, yet each job starts after the previous ended
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans
