@@ -21,14 +21,13 @@ export SLURM_CONF=$conf
 
 pid_of() { [ -s "$dir/run/$1.pid" ] && cat "$dir/run/$1.pid" || true; }
 alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+any_alive() { for p in "$@"; do alive "$p" && return 0; done; return 1; }
 
-stop_daemon() {  # SIGTERM, up to 10 s, then SIGKILL; only the pid this cluster recorded
-  local pid
-  pid=$(pid_of "$1")
-  alive "$pid" || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do alive "$pid" || return 0; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
+stop_daemons() {  # SIGTERM, up to 10 s, then SIGKILL; only the pids this cluster recorded
+  local pids=() pid
+  for d in "$@"; do pid=$(pid_of "$d"); alive "$pid" && pids+=("$pid") && kill -TERM "$pid" 2>/dev/null; done
+  for _ in $(seq 100); do any_alive "${pids[@]}" || return 0; sleep 0.1; done
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
 }
 
 case $cmd in
@@ -41,6 +40,7 @@ start)
   [ "$(id -u)" = 0 ] || { echo "[slurm_local] needs root: slurmd starts each job as its user (use sudo)" >&2; exit 3; }
   [ -e "$conf" ] && alive "$(pid_of slurmctld)" && { echo "[slurm_local] already running: export SLURM_CONF=$conf"; exit 0; }
   mkdir -p "$dir"/{munge,state,spool,log,run}
+  trap 'echo "[slurm_local] start failed; logs in $dir/log" >&2; stop_daemons slurmd slurmctld; stop_daemons munged' ERR
   chmod 755 "$dir" "$dir/run" "$dir/log"
   chmod 700 "$dir/state" "$dir/spool"
   chmod 711 "$dir/munge"  # the socket must be reachable by every user who submits; the key is 0600
@@ -104,8 +104,8 @@ EOF
     [ "$state" = idle ] && { echo "export SLURM_CONF=$conf"; exit 0; }
     sleep 0.1
   done
-  echo "[slurm_local] the node did not become idle (state: ${state:-none}); logs in $dir/log" >&2
-  exit 1
+  echo "[slurm_local] the node did not become idle (state: ${state:-none})" >&2
+  false  # the ERR trap stops what was started
   ;;
 stop)
   [ -e "$conf" ] || { echo "[slurm_local] no cluster in $dir" >&2; exit 1; }
@@ -113,7 +113,8 @@ stop)
     squeue -h -o %A 2>/dev/null | sort -u | xargs -r scancel --quiet 2>/dev/null || true
     for _ in $(seq 100); do [ -z "$(squeue -h -o %A 2>/dev/null)" ] && break; sleep 0.1; done
   fi
-  for d in slurmd slurmctld munged; do stop_daemon "$d"; done
+  stop_daemons slurmd slurmctld
+  stop_daemons munged
   ;;
 status)
   sinfo && squeue

@@ -106,6 +106,60 @@ def job_log(sweep_dir: Path, job_id: str) -> str:
     return "".join(p.read_text(errors="replace") for p in sorted((sweep_dir / ".submitit" / job_id).glob("*_log.*")))
 
 
+def fake_commands(tmp_path: Path, monkeypatch, squeue: str, sacct_rc: int = 1) -> Path:
+    """``sacct`` exiting ``sacct_rc`` and ``squeue`` running the shell snippet ``squeue`` (calls logged), on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sacct").write_text(f"#!/bin/sh\necho 'Slurm accounting storage is disabled' >&2\nexit {sacct_rc}\n")
+    (bin_dir / "squeue").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/squeue.calls\n{squeue}\n')
+    for exe in bin_dir.iterdir():
+        exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return tmp_path / "squeue.calls"
+
+
+def test_watcher_reads_squeue_without_accounting(tmp_path, monkeypatch, caplog):
+    from emergence.slurm import QueueWatcher
+
+    out = "printf '7_0|COMPLETED\\n7_1|FAILED\\n7_2|RUNNING\\n8|REQUEUED\\n'"
+    calls = fake_commands(tmp_path, monkeypatch, out)
+    watcher = QueueWatcher()
+    for job in ("7_0", "7_1", "7_2", "7_3", "8"):
+        watcher.register_job(job)
+    with caplog.at_level("INFO", logger="emergence.slurm"):
+        watcher.update()
+        watcher.update()
+    assert caplog.text.count("keeps no accounting") == 1  # said once, sacct not retried
+    assert calls.read_text().splitlines()[0].split()[-1] == "7,8"  # one squeue call for the whole sweep
+    states = {j: watcher.get_state(j, mode="cache") for j in ("7_0", "7_1", "7_2", "7_3", "8")}
+    assert states == {"7_0": "COMPLETED", "7_1": "FAILED", "7_2": "RUNNING", "7_3": "ENDED", "8": "REQUEUED"}
+    done = {j: watcher.is_done(j, mode="cache") for j in states}
+    assert done == {"7_0": True, "7_1": True, "7_2": False, "7_3": True, "8": False}  # 7_3: no longer listed
+
+
+def test_watcher_keeps_states_when_squeue_fails_and_ends_unknown_jobs(tmp_path, monkeypatch):
+    from emergence.slurm import QueueWatcher
+
+    fake_commands(tmp_path, monkeypatch, "echo 'slurm_load_jobs error: Unable to contact slurm controller' >&2; exit 1")
+    watcher = QueueWatcher()
+    watcher.register_job("5_0")
+    watcher.update()
+    assert not watcher.is_done("5_0", mode="cache")  # controller unreachable: nothing is concluded
+    (tmp_path / "bin" / "squeue").write_text("#!/bin/sh\necho 'Invalid job id specified' >&2\nexit 1\n")
+    watcher.update()
+    assert watcher.get_state("5_0", mode="cache") == "ENDED" and watcher.is_done("5_0", mode="cache")
+
+
+def test_watcher_uses_sacct_where_accounting_works(tmp_path, monkeypatch):
+    from emergence.slurm import QueueWatcher
+
+    calls = fake_commands(tmp_path, monkeypatch, "exit 1", sacct_rc=0)
+    watcher = QueueWatcher()
+    watcher.register_job("3_0")
+    watcher.update()
+    assert watcher.source == "sacct" and not calls.exists()
+
+
 def test_sweep_completes_and_rerun_trains_nothing(cluster, tmp_path):
     args = [*LAUNCH, *TINY, "init=kaiming,emergence", "seed=0,1", "name=sweep"]
     sweep_dir = tmp_path / "runs" / "sweep"
