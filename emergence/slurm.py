@@ -9,7 +9,7 @@ The launcher class is ``hydra_plugins/emergence_launcher/slurm.py`` (hydra finds
    forever. ``QueueWatcher`` tries ``sacct`` once; if it fails it says so in one line and reads
    ``squeue --states=all`` from then on (a job squeue no longer lists has ended).
 2. One failed job does not end the sweep's wait: every job is waited for, each failure is logged with its overrides,
-   SLURM state and the last line of its log, and only then is the first failure raised (non-zero exit).
+   SLURM state, the job's own error line and its log's path, and only then is the first failure raised (exit 1).
 
 Everything else (array submission, ``array_parallelism``, requeue on preemption and time limit through
 ``checkpoint``) is the upstream launcher's. docs/cluster.md describes the settings.
@@ -122,8 +122,9 @@ def launch(launcher, job_overrides: Sequence[Sequence[str]], initial_job_idx: in
             reason = f"SLURM job {job.job_id} ended {job.state} without a result; {_error_line(job)}"
             ret = JobReturn(overrides=list(overrides), status=JobStatus.FAILED,
                             _return_value=SlurmJobFailed(f"{label}: {reason}log: {job.paths.stderr}"))  # fmt: skip
-        if ret.status == JobStatus.FAILED:
-            failed.append(f"{label}: {ret._return_value}")
+        if ret.status == JobStatus.FAILED:  # no result, or hydra caught the run's exception inside the job
+            error = ret._return_value
+            failed.append(str(error) if isinstance(error, SlurmJobFailed) else f"{label}: {error!r}")
         returns.append(ret)
     for line in failed:
         log.error("failed %s", line)
