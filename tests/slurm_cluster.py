@@ -94,11 +94,15 @@ def slurm():
     reason = missing_reason()
     if reason:
         pytest.skip(reason)
-    directory = Path(tempfile.mkdtemp(prefix="emergence-slurm-"))  # short: the munge socket path must fit 108 bytes
+    # a short path: the munge socket's must fit in 108 bytes, whatever TMPDIR is
+    directory = Path(tempfile.mkdtemp(prefix="emergence-slurm-", dir="/tmp" if os.path.isdir("/tmp") else None))
     cluster = Cluster(directory)
     start = subprocess.run(["bash", str(SCRIPT), "start", str(directory)], capture_output=True, text=True, timeout=120)
+    if start.returncode != 0:  # the script has stopped what it started
+        logs = cluster.logs()
+        shutil.rmtree(directory, ignore_errors=True)
+        pytest.fail(f"the SLURM cluster did not start: {start.stderr}\n{logs}")
     try:
-        assert start.returncode == 0, f"cluster did not start: {start.stderr}\n{cluster.logs()}"
         yield cluster
     finally:
         pids = cluster.pids()
