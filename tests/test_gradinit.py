@@ -133,13 +133,53 @@ def test_rescale_adam_moves_each_scale_by_lr_per_step():
     assert alpha[1] > 1 and alpha[2] == 0.97
 
 
-@pytest.mark.parametrize("second_moment, first_objective_step", [("shared", 0.1 / 0.19), ("separate", 1.0)])
-def test_rescale_adam_bias_correction_follows_the_variant(second_moment, first_objective_step):
-    one = torch.ones(1)
-    opt = RescaleAdam(1, 1e-2, (0.9, 0.999), 1e-8, 1.0, 0 * one, math.inf * one, second_moment)
+def rescale_adam(n=1, second_moment="shared", lower=0.0, lr=1e-2):
+    one = torch.ones(n, dtype=torch.float64)
+    return RescaleAdam(n, lr, (0.9, 0.999), 1e-8, 1.0, lower * one, math.inf * one, second_moment)
+
+
+def test_rescale_adam_one_constraint_then_one_objective_step_moves_alpha_by_lr():
+    """The issue's reproduction: the official optimizer moves α by 0.0100 here (the total-count correction: 0.00526)."""
+    opt, one = rescale_adam(), torch.ones(1)
     before = float(opt.step(one, "constraint")[0])
-    step = before - float(opt.step(one, "objective")[0])  # shared: corrected by the total count (2), CIFAR code
-    assert step == pytest.approx(1e-2 * first_objective_step, rel=1e-4)
+    assert before == pytest.approx(1 - 1e-2, abs=1e-9)
+    step = before - float(opt.step(one, "objective")[0])
+    assert step == pytest.approx(0.0100, abs=1e-6)
+
+
+@pytest.mark.parametrize("second_moment", ["shared", "separate"])
+def test_rescale_adam_bias_correction_follows_the_variant(second_moment):
+    """First moments: each kind's own count. Second moment (hand computation for a gradient of 1 in every step):
+    shared, after 10 constraint steps and 1 objective step v = 1 - b2^11 and its correction uses the total 11, so
+    v̂ = 1; separate, the objective's own v = 1 - b2 with count 1. Both give m̂/√v̂ = 1: α moves by exactly lr."""
+    opt, one = rescale_adam(second_moment=second_moment), torch.ones(1)
+    for _ in range(10):
+        before = float(opt.step(one, "constraint")[0])
+    step = before - float(opt.step(one, "objective")[0])
+    assert step == pytest.approx(1e-2, rel=1e-6)  # total-count correction of m: 0.15 lr
+
+
+def test_rescale_adam_shared_second_moment_mixes_both_kinds():
+    """Constraint gradients 1, then an objective gradient of 0.5: with a shared v, v̂ = (b2(1-b2)·1 + (1-b2)·0.25) /
+    (1-b2^2), m̂ = 0.5, so the step is lr·0.5/√v̂ (hand computation); separate: v̂ = 0.25, the step is lr."""
+    b2 = 0.999
+    v_hat = (b2 * (1 - b2) + (1 - b2) * 0.25) / (1 - b2**2)
+    for second_moment, expected in (("shared", 1e-2 * 0.5 / math.sqrt(v_hat)), ("separate", 1e-2)):
+        opt = rescale_adam(second_moment=second_moment)
+        before = float(opt.step(torch.ones(1), "constraint")[0])
+        step = before - float(opt.step(torch.full((1,), 0.5), "objective")[0])
+        assert step == pytest.approx(expected, rel=1e-6), second_moment
+
+
+def test_rescale_adam_freezes_a_scale_that_reaches_zero():
+    """Official: a tensor whose norm is 0 is skipped from then on, so a bias scale clamped to 0 stays 0."""
+    opt = rescale_adam(n=2, lr=0.6)
+    opt.step(torch.ones(2), "objective")  # 1 - 0.6 = 0.4
+    opt.step(torch.ones(2), "objective")  # 0.4 - 0.6 -> clamped to 0: both frozen
+    assert opt.alpha.tolist() == [0.0, 0.0] and opt.frozen.all()
+    for _ in range(3):  # gradients that would push the scales back up
+        alpha = opt.step(-torch.ones(2), "objective")
+    assert alpha.tolist() == [0.0, 0.0]
 
 
 class DropBN(nn.Module):
@@ -362,3 +402,16 @@ def test_gradinit_config_instantiates_with_a_kaiming_base_and_arch_settings(tmp_
     for path in (CONF / "arch_init").glob("*_gradinit.yaml"):
         node = OmegaConf.load(path)
         assert set(node) == {"init"} and {"lr", "iterations", "batch_size", "gamma"} <= set(node.init), path.name
+
+
+def test_gradinit_results_do_not_depend_on_when_g_gets_its_graph(monkeypatch):
+    """g is built with a graph after a constraint step only; always / never building it gives the same scales."""
+    task = FixedTask()
+    scales = {}
+    for policy in ("after_constraint", "always", "never"):
+        monkeypatch.setattr(GradInit, "_graph_first", policy)
+        stats = run(mlp(norm="batch"), task, gradinit(gamma=1.5, iterations=12))
+        kinds = {k: stats[f"gradinit/n_{k}"] for k in ("constraint", "objective")}
+        scales[policy] = {k: v for k, v in stats.items() if k.endswith("/scale")}
+    assert kinds["constraint"] >= 2 and kinds["objective"] >= 2, kinds  # both kinds and a switch between them
+    assert scales["always"] == scales["after_constraint"] == scales["never"]
