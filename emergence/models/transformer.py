@@ -2,8 +2,8 @@
 
 The IWSLT'14 De-En experiments (PAPER.md §6) use fairseq's `transformer_iwslt_de_en`; fairseq itself cannot be
 installed beside Hydra 1.3 (ENVIRONMENT.md §2), so this module rebuilds that architecture and keeps its parameter
-layout and count: token embeddings scaled by sqrt(d_model), fairseq's sinusoidal positions (half sin / half cos,
-positions start at pad_idx + 1, pad positions get a zero vector), dropout after the embedding, no embedding LayerNorm,
+layout and count: token embeddings scaled by sqrt(d_model), fairseq's sinusoidal positions (half sin / half cos, in
+fairseq's numbering: the first real token reads row 2 whatever the pad id, pad positions get a zero vector), dropout after the embedding, no embedding LayerNorm,
 attention with separate q/k/v/out projections (with bias), FFN fc1 -> ReLU -> activation dropout -> fc2, post-LN by
 default (pre-LN adds a final LayerNorm per stack), output projection = the tied target embedding without bias.
 
@@ -37,32 +37,39 @@ PRESETS: dict[str, dict[str, int]] = {
 Cache = dict[int, dict[str, dict[str, Tensor]]]  # layer -> sublayer -> keys/values
 
 
-def sinusoidal_table(num_rows: int, dim: int, pad_idx: int) -> Tensor:
-    """fairseq's sinusoidal table: row p = [sin(p w), cos(p w)], w_i = 10000^(-i / (dim/2 - 1)); row pad_idx = 0."""
+def sinusoidal_table(num_rows: int, dim: int, zero_row: int) -> Tensor:
+    """fairseq's sinusoidal table: row p = [sin(p w), cos(p w)], w_i = 10000^(-i / (dim/2 - 1)); row zero_row = 0."""
     half = dim // 2
     freqs = torch.exp(torch.arange(half, dtype=torch.float) * -(math.log(10000.0) / (half - 1)))
     angles = torch.arange(num_rows, dtype=torch.float)[:, None] * freqs[None, :]
     table = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
     if dim % 2 == 1:
         table = torch.cat([table, torch.zeros(num_rows, 1)], dim=1)
-    table[pad_idx] = 0
+    table[zero_row] = 0
     return table
 
 
 class SinusoidalPositions(nn.Module):
-    """Position vectors for right-padded tokens: position = pad_idx + index among non-pad tokens (1-based)."""
+    """Position vectors for right-padded tokens, in fairseq's numbering whatever the suite's pad id.
+
+    fairseq (pad id 1) gives the k-th real token (1-based) row k + 1 and pads the zero row 1. Here the k-th real token
+    reads row k + 1 too, and pads read row 0, which is zeroed (fairseq never uses its row 0), so rows 2.. are
+    fairseq's rows exactly and ``max_positions`` real tokens need ``max_positions + 2`` rows.
+    """
+
+    PAD_ROW = 0
 
     def __init__(self, dim: int, pad_idx: int, max_positions: int) -> None:
         super().__init__()
         self.pad_idx, self.max_positions = pad_idx, max_positions
         # Not persistent: a function of the sizes, so it is not a parameter and not in checkpoints.
-        self.register_buffer("table", sinusoidal_table(max_positions + pad_idx + 1, dim, pad_idx), persistent=False)
+        self.register_buffer("table", sinusoidal_table(max_positions + 2, dim, self.PAD_ROW), persistent=False)
 
     def forward(self, tokens: Tensor) -> Tensor:
         if tokens.size(1) > self.max_positions:
             raise ValueError(f"sequence length {tokens.size(1)} exceeds max_positions={self.max_positions}")
         mask = tokens.ne(self.pad_idx).long()
-        positions = torch.cumsum(mask, dim=1) * mask + self.pad_idx
+        positions = (torch.cumsum(mask, dim=1) + 1) * mask + self.PAD_ROW * (1 - mask)
         return F.embedding(positions, self.table)
 
 
