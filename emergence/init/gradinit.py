@@ -250,7 +250,8 @@ class GradInit:
                 g = torch.autograd.grad(l0, tensors, create_graph=with_graph, retain_graph=True)
                 norm = self._norm(g)
                 n_fwd, n_bwd = n_fwd + 1, n_bwd + 1
-                record = {"step": it, "grad_norm": float(norm.detach()), "loss0": float(l0.detach()), "loss1_over_eta": None}
+                record = {"step": it, "grad_norm": float(norm.detach()), "loss0": float(l0.detach())}
+                record["loss1_over_eta"] = None
                 if record["grad_norm"] > self.gamma:
                     if not with_graph:
                         g = torch.autograd.grad(l0, tensors, create_graph=True)
