@@ -392,16 +392,26 @@ def test_gradinit_rejects_bad_arguments_naming_the_key(kwargs, key):
         gradinit(**kwargs)
 
 
-def test_gradinit_config_instantiates_with_a_kaiming_base_and_arch_settings(tmp_path):
+def test_gradinit_config_instantiates_with_the_family_base_and_arch_settings(tmp_path):
     from hydra.utils import instantiate
+
+    from emergence.init.family_default import FamilyDefault
 
     cfg = compose_train(["arch=mlp", "init=gradinit", "data=synthetic"], tmp_path)
     init = instantiate(cfg.init)
-    assert isinstance(init, GradInit) and isinstance(init.base, Kaiming) and init.needs_data
+    assert isinstance(init, GradInit) and isinstance(init.base, FamilyDefault) and init.needs_data
+    kaiming = compose_train(["arch=mlp", "init=gradinit", "init@init.base=kaiming", "data=synthetic"], tmp_path)
+    assert isinstance(instantiate(kaiming.init).base, Kaiming)
     assert init.lr == OmegaConf.load(CONF / "arch_init" / "mlp_gradinit.yaml").init.lr
     for path in (CONF / "arch_init").glob("*_gradinit.yaml"):
         node = OmegaConf.load(path)
         assert set(node) == {"init"} and {"lr", "iterations", "batch_size", "gamma"} <= set(node.init), path.name
+    # the official launch script's tau where one exists (ResNet-110 with BN: 1e-3)
+    official = {"vgg19": 1e-1, "vgg19_nobn": 1e-2, "resnet110": 1e-3, "resnet110_nobn": 5e-2}
+    for arch, tau in official.items():
+        assert OmegaConf.load(CONF / "arch_init" / f"{arch}_gradinit.yaml").init.lr == tau, arch
+    archs = {p.stem for p in (CONF / "arch").glob("*.yaml")}
+    assert archs <= {p.stem.removesuffix("_gradinit") for p in (CONF / "arch_init").glob("*_gradinit.yaml")}
 
 
 def test_gradinit_results_do_not_depend_on_when_g_gets_its_graph(monkeypatch):
