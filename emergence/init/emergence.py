@@ -34,6 +34,7 @@ import math
 import torch
 from torch import nn
 
+from emergence.config import ConfigError
 from emergence.init.layers import LAYER_SELECTIONS, Unit, trace_units
 
 CONVENTIONS = ("symmetric", "pivot")
@@ -120,8 +121,11 @@ def ramp_units(
     options = check_transformer_options(transformer)
     unit_options = {k: v for k, v in options.items() if k != "ramp" and v != TRANSFORMER_DEFAULTS[k]}
     if options["ramp"] != "joint" and not hasattr(model, "unit_modules"):
-        raise ValueError(f"init.transformer.ramp=per_stack applies to the Transformer only, not {type(model).__name__}")
-    units = trace_units(model, example, layers, **unit_options)
+        raise ConfigError(f"init.transformer.ramp=per_stack is for the Transformer only, not {type(model).__name__}")
+    try:
+        units = trace_units(model, example, layers, **unit_options)
+    except ValueError as exc:  # an option that does not fit this model: a configuration error (exit code 2)
+        raise ConfigError(str(exc)) from exc
     exps = unit_exponents(units, options["ramp"], exponent, turning_point, inverse)
     if alpha is None:
         alpha = rule_alpha(exps, max_factor)
