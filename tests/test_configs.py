@@ -44,7 +44,7 @@ def test_every_arch_and_init_composes_and_instantiates(arch, init, tmp_path):
     validate(cfg)
     task, model = build(cfg)
     initializer = instantiate(cfg.init)
-    if init.startswith("classifier_") and not arch.startswith("vgg"):  # only VGG has a classifier module
+    if init.startswith("classifier_") and not arch.startswith(("vgg", "cnn")):  # the models with a classifier module
         with pytest.raises(ConfigError, match="init.layers=classifier"):
             initializer(model, task.example_inputs(), seeding.generator(0, "init"))
         return

@@ -250,7 +250,8 @@ def test_gradinit_batches_overlap_by_half_unless_disjoint():
         return {row.numpy().tobytes() for row in batch[0].flatten(1)}
 
     for overlap, shared in ((True, 16), (False, 0)):
-        s, s_tilde = gradinit(overlap=overlap)._batches(task, gen())
+        s, make_s_tilde = gradinit(overlap=overlap)._batches(task, gen())
+        s_tilde = make_s_tilde()
         assert len(s[0]) == len(s_tilde[0]) == len(ids(s)) == 32
         assert len(ids(s) & ids(s_tilde)) == shared
 

@@ -166,11 +166,12 @@ class GradInit:
         return stats
 
     def _batches(self, task, generator):
+        """(S, a function giving S̃): S̃ is only built for an objective step."""
         if self.overlap:
             b0, b1, b2 = task.gradinit_batches(self.batch_size, generator)
-            return task.merge(b0, b1), task.merge(b0, b2)
+            return task.merge(b0, b1), lambda: task.merge(b0, b2)
         s, s_tilde, _ = task.gradinit_batches(2 * self.batch_size, generator)  # three disjoint full batches
-        return s, s_tilde
+        return s, lambda: s_tilde
 
     def _norm(self, grads) -> torch.Tensor:
         if self.target_optimizer == "adam":
@@ -262,7 +263,7 @@ class GradInit:
                     g, norm = [x.detach() for x in g], norm.detach()
                     direction = self._direction(g, norm)
                     lookahead = [w - self.eta * d for w, d in zip(effective(a, leaf_zeros=False), direction)]
-                    objective = loss(lookahead, s_tilde) / self.eta
+                    objective = loss(lookahead, s_tilde()) / self.eta
                     (da,) = torch.autograd.grad(objective, a)
                     record["kind"], record["loss1_over_eta"] = "objective", float(objective.detach())
                     n_fwd, n_bwd = n_fwd + 1, n_bwd + 1
