@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Does the emergence ramp work through something simpler? (PAPER.md §3, §8.3-8.5; rows of the MLP table)
+# Does the emergence ramp work through something simpler? (docs/method.md; rows of the MLP table)
 #   - layer-wise LR control: Kaiming init, lr * alpha^(-2 e_l) per layer (== the ramp's dynamics on a plain ReLU net),
 #     alpha from the same max_factor rule as the init
 #   - LR warm-up baseline: Kaiming init, linear warm-up over the first epoch

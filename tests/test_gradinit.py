@@ -1,4 +1,4 @@
-"""GradInit (GRADINIT.md): objective steps lower the lookahead loss, constraint steps lower ‖g‖, clamps hold, BN
+"""GradInit (docs/gradinit.md): objective steps lower the lookahead loss, constraint steps lower ‖g‖, clamps hold, BN
 buffers / flags / zero tensors / directions are untouched, results are seeded and cacheable, double backward works."""
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def test_rescale_adam_moves_each_scale_by_lr_per_step():
     )
     for _ in range(6):
         alpha = opt.step(torch.tensor([5.0, -0.2, 3.0]), "objective")
-    assert alpha[0] == pytest.approx(0.94, abs=1e-9)  # clipped to 1: exactly lr per step (GRADINIT.md §1.7)
+    assert alpha[0] == pytest.approx(0.94, abs=1e-9)  # clipped to 1: exactly lr per step (docs/gradinit.md)
     assert alpha[1] > 1 and alpha[2] == 0.97
 
 
@@ -294,7 +294,7 @@ def test_gradinit_runs_on_every_model_family(name):
 
 
 def test_gradinit_resnet_bn_scales_follow_the_fig1_pattern():
-    """GRADINIT.md §5: every conv scale grows above 1; in each block the last BN gets the block's smallest scale."""
+    """GradInit's Fig. 1: every conv scale grows above 1; in each block the last BN gets the block's smallest scale."""
     torch.manual_seed(0)
     model, task = ResNet((3, 8, 8), 10, depth=14, norm="batch", width=0.5), synthetic((3, 8, 8))
     stats = run(model, task, gradinit(base=Kaiming(), gamma=1.0, iterations=30))
