@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from emergence.init.gradinit_parts import Entry, gradinit_modes, load_cache, save_cache, walk
+from emergence.init.gradinit_parts import Entry, finish, gradinit_modes, load_cache, save_cache, walk
 from emergence.init.layers import weight_stats
 from emergence.init.rescale_adam import SECOND_MOMENTS, RescaleAdam
 
@@ -272,56 +272,7 @@ class GradInit:
                 if self._graph_first == "after_constraint":
                     with_graph = record["kind"] == "constraint"
                 self.history.append(record)
-        return self._finish(model, entries, slot, theta0, opt.alpha, before, skipped, n_fwd, n_bwd)
-
-    @torch.no_grad()
-    def _finish(self, model, entries, slot, theta0, alpha, before, skipped, n_fwd, n_bwd) -> dict:
-        """Write α·θ⁰ into the parameters and check directions, zero tensors and buffers (docs/gradinit.md)."""
-        params = dict(model.named_parameters())
-        stats: dict = {}
-        cos_min = 1.0
-        for e, k, t in zip(entries, slot, theta0):
-            p = params[e.name]
-            if k is None:
-                if p.any():
-                    raise RuntimeError(f"GradInit skipped {e.name} as zero, but it is not zero afterwards")
-                continue
-            p.copy_((t * float(alpha[k])).to(p.dtype))
-            stats[f"gradinit/{e.name}/scale"] = float(alpha[k])
-            if alpha[k] > 0:
-                a, b = p.detach().double().flatten(), t.double().flatten()
-                cos_min = min(cos_min, float(a @ b / (a.norm() * b.norm())))
-        if cos_min < 1 - 1e-5:
-            raise RuntimeError(f"GradInit changed a tensor's direction (min cosine {cos_min}); this is a bug")
-        changed = [n for n, b in model.named_buffers() if not torch.equal(b, before[n])]
-        if changed:
-            raise RuntimeError(f"GradInit changed the buffers {changed}; they must stay bit-identical")
-        kinds = [h["kind"] for h in self.history]
-        l1 = [h["loss1_over_eta"] * self.eta for h in self.history if h["loss1_over_eta"] is not None]
-        stats.update(
-            {
-                "gradinit/n_constraint": kinds.count("constraint"),
-                "gradinit/n_objective": kinds.count("objective"),
-                "gradinit/grad_norm_first": self.history[0]["grad_norm"],
-                "gradinit/grad_norm_last": self.history[-1]["grad_norm"],
-                "gradinit/loss0_last": self.history[-1]["loss0"],
-                "gradinit/loss1_last": l1[-1] if l1 else math.nan,
-                "gradinit/extra_forward": n_fwd,
-                "gradinit/extra_backward": n_bwd,
-                "gradinit/cos_min": cos_min,
-                "gradinit/skipped": ",".join(n for n, _ in skipped),
-            }
-        )
-        log.info(
-            "GradInit: %d constraint + %d objective steps, |g| %.3g -> %.3g, scales in [%.3g, %.3g]",
-            stats["gradinit/n_constraint"],
-            stats["gradinit/n_objective"],
-            stats["gradinit/grad_norm_first"],
-            stats["gradinit/grad_norm_last"],
-            float(alpha.min()),
-            float(alpha.max()),
-        )
-        return stats
+        return finish(model, entries, slot, theta0, opt.alpha, before, skipped, self.history, self.eta, n_fwd, n_bwd)
 
     # ---- caching (docs/gradinit.md) ---------------------------------------------------------------------------
     def save(self, path: str | Path, key: str | None = None) -> None:

@@ -2,12 +2,14 @@
 
 - ``walk(model)``: the single walker that decides which tensors take part and which get a scale (docs/gradinit.md).
 - ``gradinit_modes(model, device)``: dropout off, BatchNorm on batch statistics, fp32, math SDPA; flags restored.
+- ``finish(...)``: write α·θ⁰ into the parameters, check directions, zero tensors and buffers, summarize the run.
 - ``save_cache`` / ``load_cache``: the learned init in the run dir, reused on resume (a plain dict, weights_only).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -71,6 +73,56 @@ def gradinit_modes(model: nn.Module, device: torch.device):
     finally:
         for m, flag in flags.items():
             m.training = flag
+
+
+@torch.no_grad()
+def finish(model, entries, slot, theta0, alpha, before, skipped, history, eta, n_fwd, n_bwd) -> dict:
+    """Write α·θ⁰ into the parameters, check directions, zero tensors and buffers; return the ``gradinit/`` stats."""
+    params = dict(model.named_parameters())
+    stats: dict = {}
+    cos_min = 1.0
+    for e, k, t in zip(entries, slot, theta0):
+        p = params[e.name]
+        if k is None:
+            if p.any():
+                raise RuntimeError(f"GradInit skipped {e.name} as zero, but it is not zero afterwards")
+            continue
+        p.copy_((t * float(alpha[k])).to(p.dtype))
+        stats[f"gradinit/{e.name}/scale"] = float(alpha[k])
+        if alpha[k] > 0:
+            a, b = p.detach().double().flatten(), t.double().flatten()
+            cos_min = min(cos_min, float(a @ b / (a.norm() * b.norm())))
+    if cos_min < 1 - 1e-5:
+        raise RuntimeError(f"GradInit changed a tensor's direction (min cosine {cos_min}); this is a bug")
+    changed = [n for n, b in model.named_buffers() if not torch.equal(b, before[n])]
+    if changed:
+        raise RuntimeError(f"GradInit changed the buffers {changed}; they must stay bit-identical")
+    kinds = [h["kind"] for h in history]
+    l1 = [h["loss1_over_eta"] * eta for h in history if h["loss1_over_eta"] is not None]
+    stats.update(
+        {
+            "gradinit/n_constraint": kinds.count("constraint"),
+            "gradinit/n_objective": kinds.count("objective"),
+            "gradinit/grad_norm_first": history[0]["grad_norm"],
+            "gradinit/grad_norm_last": history[-1]["grad_norm"],
+            "gradinit/loss0_last": history[-1]["loss0"],
+            "gradinit/loss1_last": l1[-1] if l1 else math.nan,
+            "gradinit/extra_forward": n_fwd,
+            "gradinit/extra_backward": n_bwd,
+            "gradinit/cos_min": cos_min,
+            "gradinit/skipped": ",".join(n for n, _ in skipped),
+        }
+    )
+    log.info(
+        "GradInit: %d constraint + %d objective steps, |g| %.3g -> %.3g, scales in [%.3g, %.3g]",
+        stats["gradinit/n_constraint"],
+        stats["gradinit/n_objective"],
+        stats["gradinit/grad_norm_first"],
+        stats["gradinit/grad_norm_last"],
+        float(alpha.min()),
+        float(alpha.max()),
+    )
+    return stats
 
 
 def save_cache(path: str | Path, result: dict, key: str | None) -> None:
