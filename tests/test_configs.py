@@ -51,6 +51,10 @@ def test_every_arch_and_init_composes_and_instantiates(arch, init, tmp_path):
     validate(cfg)
     task, model = build(cfg)
     initializer = instantiate(cfg.init)
+    if init.startswith("classifier_") and not arch.startswith(("vgg", "cnn")):  # the models with a classifier module
+        with pytest.raises(ConfigError, match="init.layers=classifier"):
+            initializer(model, task.example_inputs(), seeding.generator(0, "init"))
+        return
     args = (initializer, model, task.example_inputs(), task, 0, torch.device("cpu"), tmp_path, "fp", False)
     try:
         stats, _ = initialize(*args)
@@ -58,6 +62,8 @@ def test_every_arch_and_init_composes_and_instantiates(arch, init, tmp_path):
         assert "arch" in str(exc) and f"init={init}" in str(exc)
         return
     assert isinstance(stats, dict) and stats
+    if init == "emergence":  # alpha from the max_factor rule: the extreme factor is 2 on every architecture
+        assert stats["alpha_max_factor"] == pytest.approx(2.0) and stats["n_units"] >= 2
     optimizer = instantiate(cfg.optim)(model, example=task.example_inputs())
     instantiate(cfg.schedule)(optimizer, 10, 2)
     loss, _ = task.loss(model, next(task.train_batches(16, seeding.generator(0, "data"))))
@@ -118,6 +124,7 @@ def cli(*args, env):
     "args, message",
     [
         (["arch=mlp", "init=emergence", "init.alpha=-1"], "init.alpha=-1"),
+        (["arch=mlp", "init=classifier_good"], "init.layers=classifier"),
         (["arch=mlp", "init=emergence", "arch.depth=0"], "arch.depth=0"),
         (["arch=mlp", "init=nope"], "Could not find 'init/nope'"),
         (["arch=resnet9000", "init=kaiming"], "Could not find 'arch/resnet9000'"),
