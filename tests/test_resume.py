@@ -150,3 +150,61 @@ def test_cli_errors_have_messages_and_exit_codes(args, code, message, subprocess
                          env=subprocess_env, cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == code, out.stderr[-1500:]
     assert message in out.stdout + out.stderr
+
+
+# ---- exact resume from every kind of checkpoint (SIGKILL at chosen moments, tests/kill_run.py) ----------------------
+KILLABLE = ["arch=mlp", "init=emergence", "data=digits", "logger=none", "arch.depth=2", "arch.width=64",
+            "trainer.epochs=3", "trainer.batch_size=64", "trainer.eval_every_steps=4", "diagnostics.every_steps=3",
+            "trainer.checkpoint_every_steps=7", "trainer.progress=false", "optim.lr=0.05"]  # fmt: skip
+# digits: 1200 training images / 64 = 18 steps per epoch; checkpoints at steps 7, 14, 18 (end of epoch 1), 21, 28, ...
+TIMING_SUMMARY = ("wall_s_to_target",)
+
+
+def _train(tmp_path, name, spec=None, extra=(), env=None):
+    cmd = [sys.executable, "-m", "tests.kill_run", spec] if spec else [sys.executable, "-m", "emergence.train"]
+    env = {**env, "EMERGENCE_RUNS": str(tmp_path / name)}
+    return subprocess.run([*cmd, *KILLABLE, *extra], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def _outcome(tmp_path, name):
+    run_dir = next((tmp_path / name).rglob("metrics.jsonl")).parent
+    info = json.loads((run_dir / "run.json").read_text())
+    summary = {k: v for k, v in info["summary"].items() if k not in TIMING_SUMMARY}
+    counters = {k: info[k] for k in ("status", "steps", "epochs", "samples_seen")}
+    return untimed(run_dir / "metrics.jsonl"), summary, counters, run_dir
+
+
+def _kill_and_resume(tmp_path, env, name, spec, extra=()):
+    killed = _train(tmp_path, name, spec, extra, env)
+    assert killed.returncode == -signal.SIGKILL, (spec, killed.returncode, killed.stderr[-2000:])
+    again = _train(tmp_path, name, None, extra, env)
+    assert again.returncode == 0, (spec, again.stderr[-2000:])
+    return _outcome(tmp_path, name)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """An uninterrupted run of KILLABLE: (untimed metrics, summary, counters)."""
+    tmp = tmp_path_factory.mktemp("reference")
+    env = {**os.environ, "EMERGENCE_ROOT": str(tmp), "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
+    env.pop("EMERGENCE_RESULTS", None)
+    ref = _train(tmp, "reference", env=env)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    return _outcome(tmp, "reference")[:3]
+
+
+@pytest.mark.parametrize(
+    "spec, what",
+    [
+        ("ckpt:3", "right after the end-of-epoch-1 checkpoint"),
+        ("step:12", "mid-epoch, 5 steps after a step checkpoint"),
+        ("ckpt_tmp:4", "during a checkpoint write (checkpoint.pt.tmp on disk)"),
+        ("runjson:1", "during start-up, before run.json is written"),
+    ],
+)
+def test_sigkill_at_any_moment_resumes_exactly(spec, what, reference_run, subprocess_env, tmp_path):
+    metrics, summary, counters, run_dir = _kill_and_resume(tmp_path, subprocess_env, "killed", spec)
+    assert counters == reference_run[2] and counters["status"] == "completed", what
+    assert metrics == reference_run[0], what
+    assert summary == reference_run[1], what
+    assert not (run_dir / "checkpoint.pt.tmp").exists()
