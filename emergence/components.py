@@ -5,6 +5,7 @@ Kept out of ``train.py`` so that ``run(cfg)`` stays one readable page.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from pathlib import Path
@@ -56,6 +57,23 @@ def initialize(initializer, model, example, task, seed, device, run_dir: Path, f
     if initializer.cache:
         initializer.save(cache, key=fingerprint)
     return stats, time.perf_counter() - t0
+
+
+def data_identity(task) -> str:
+    """A content hash of the data a run reads: part of its identity, so a run made on other data is refused.
+
+    Image tasks: the arrays of every split as trained and evaluated on (after the split and subsets). Translation:
+    the corpus files and the tokenizer model(s) (``TranslationData.identity``).
+    """
+    identity = getattr(getattr(task, "data", None), "identity", None)
+    if identity is not None or not hasattr(task, "splits"):
+        return identity
+    h = hashlib.sha256()
+    for name, tensors in sorted(task.splits.items()):
+        for t in tensors:
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.detach().cpu().contiguous().numpy())
+    return h.hexdigest()[:16]
 
 
 def auto(value, device: torch.device) -> bool:
