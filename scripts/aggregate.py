@@ -3,7 +3,8 @@
 Reads every ``run.json`` under the runs dir (never W&B). One row per experiment x data x arch x init x variant: the
 number of seeds, mean ± sd over completed seeds of the target metric at init, after epoch 1, final and best, the test
 metric, and steps / epochs / seconds to the target. Runs that diverged, failed or are still running are counted in
-their row and listed below the table, never dropped silently.
+their row and listed below the table (with the first line of the error), never dropped silently; so are jobs of a
+sweep that failed before their run started (a config error, a run dir in use), recorded in ``<experiment>/.sweeps/``.
 
     python scripts/aggregate.py [--runs runs] [--out results] [--experiment NAME ...]
 """
@@ -41,6 +42,28 @@ def load_runs(runs_dir: Path) -> list[dict]:
         record["_dir"] = str(path.parent)
         runs.append(record)
     return runs
+
+
+def load_sweep_failures(runs_dir: Path) -> dict[str, list[dict]]:
+    """Per experiment, the failed jobs of each sweep (``<experiment>/.sweeps/<sweep>/job*.json``) that have not
+    finished since (no completed or diverged run.json in their run dir), the newest record per run dir."""
+    latest: dict[str, dict] = {}
+    for path in sorted(runs_dir.glob("*/.sweeps/*/job*.json")):  # sweep folders sort by start time
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            continue
+        record["experiment"] = path.parent.parent.parent.name
+        latest[record["run_dir"]] = record
+    out = defaultdict(list)
+    for run_dir, record in latest.items():
+        try:
+            status = json.loads((Path(run_dir) / "run.json").read_text()).get("status")
+        except (OSError, json.JSONDecodeError):
+            status = None
+        if status not in ("completed", "diverged"):
+            out[record["experiment"]].append(record)
+    return out
 
 
 def mean_sd(values):
@@ -97,6 +120,7 @@ def aggregate(runs: list[dict]) -> list[dict]:
         row["problems"] = "; ".join(
             f"{Path(r['_dir']).name}@{Path(r['_dir']).parent.name}: {r.get('status')}"
             + (f" at step {r.get('diverged_at')}" if r.get("status") == "diverged" else "")
+            + (f" ({str(r['error']).splitlines()[0]})" if r.get("status") == "failed" and r.get("error") else "")
             for r in members
             if r.get("status") != "completed"
         )
@@ -112,7 +136,7 @@ def fmt(mean, sd, n, pct=False, digits=2):
     return text if n else "–"
 
 
-def markdown(rows: list[dict], title: str) -> str:
+def markdown(rows: list[dict], title: str, failures: list[dict] = ()) -> str:
     lines = [
         f"## {title}",
         "",
@@ -144,6 +168,9 @@ def markdown(rows: list[dict], title: str) -> str:
     problems = [f"- {r['init']} ({r['variant'] or 'default'}): {r['problems']}" for r in rows if r["problems"]]
     if problems:
         lines += ["", "Runs not completed:", *problems]
+    if failures:
+        lines += ["", "Jobs that failed in a sweep (exit code, overrides, error):"]
+        lines += [f"- exit {f['exit_code']}: {' '.join(f.get('overrides', []))}: {f['error']}" for f in failures]
     return "\n".join(lines) + "\n"
 
 
@@ -158,6 +185,7 @@ def main(argv=None) -> int:
         print(f"no runs dir {runs_dir}: run an experiment first (make reproduce)", file=sys.stderr)
         return 1
     rows = aggregate(load_runs(runs_dir))
+    failures = load_sweep_failures(runs_dir)
     if args.experiment:
         rows = [r for r in rows if r["experiment"] in args.experiment]
     if not rows:
@@ -173,7 +201,7 @@ def main(argv=None) -> int:
             writer = csv.DictWriter(f, fieldnames=list(exp_rows[0]))
             writer.writeheader()
             writer.writerows(exp_rows)
-        md = markdown(exp_rows, experiment)
+        md = markdown(exp_rows, experiment, failures.get(experiment, []))
         (out / f"{experiment}.md").write_text(md)
         sections.append(md)
         print(f"wrote {out / experiment}.csv and .md ({len(exp_rows)} rows)")
