@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -208,3 +209,40 @@ def test_sigkill_at_any_moment_resumes_exactly(spec, what, reference_run, subpro
     assert metrics == reference_run[0], what
     assert summary == reference_run[1], what
     assert not (run_dir / "checkpoint.pt.tmp").exists()
+
+
+def _random_moments(n: int, seed: int = 2026) -> list[list[str]]:
+    """n kill plans, a fifth each at start-up and at an epoch boundary, the rest mid-epoch or during a checkpoint
+    write, at random steps and checkpoints; some resumed runs are killed a second time."""
+    rng = random.Random(seed)
+    steps, checkpoints = 54, 9  # KILLABLE: 3 epochs x 18 steps; checkpoints at 7, 14, 18, 21, 28, 35, 36, 42, 49
+    moments = {
+        "startup": lambda: rng.choice(["runjson:1", "setup:1", "step:1"]),  # step:1: set up, nothing trained
+        "boundary": lambda: rng.choice(["ckpt:3", "ckpt:7", "step:19", "step:37"]),  # just after epoch 1 or 2 ended
+        "mid-epoch": lambda: f"step:{rng.choice([s for s in range(1, steps + 1) if s not in (19, 37)])}",
+        "checkpoint write": lambda: f"ckpt_tmp:{rng.randint(1, checkpoints)}",
+    }
+    kinds = ["startup", "boundary"] * (n // 5) + ["mid-epoch", "checkpoint write"] * ((n - 2 * (n // 5)) // 2)
+    kinds += ["mid-epoch"] * (n - len(kinds))
+    rng.shuffle(kinds)
+    return [[moments[k]()] + ([f"step:{rng.randint(1, 12)}"] if rng.random() < 0.3 else []) for k in kinds]
+
+
+@pytest.mark.slow
+def test_twenty_random_sigkills_all_resume_identically(reference_run, subprocess_env, tmp_path):
+    """The figure of issue 10: 20 runs SIGKILLed at random moments (start-up, mid-epoch, at an epoch boundary, during
+    a checkpoint write; some twice) and rerun to completion; every one must equal the uninterrupted run."""
+    identical, plans = 0, _random_moments(20)
+    for i, plan in enumerate(plans):
+        name = f"killed{i}"
+        for k, spec in enumerate(plan):
+            out = _train(tmp_path, name, spec, env=subprocess_env)
+            assert out.returncode == -signal.SIGKILL or (k > 0 and out.returncode == 0), (plan, out.stderr[-2000:])
+        final = _train(tmp_path, name, env=subprocess_env)
+        assert final.returncode == 0, (plan, final.stderr[-2000:])
+        metrics, summary, counters, run_dir = _outcome(tmp_path, name)
+        same = (metrics, summary, counters) == reference_run and not (run_dir / "checkpoint.pt.tmp").exists()
+        identical += same
+        print(f"kill plan {i:2d} {' then '.join(plan):24s} identical={same}")
+    print(f"{identical} of {len(plans)} resumed runs identical to the uninterrupted run")
+    assert identical == len(plans)
