@@ -57,11 +57,14 @@ class DiskFull(OSError):
     """No space left on the device holding the run dir."""
 
     def __init__(self, run_dir: Path):
-        super().__init__(
-            errno.ENOSPC,
+        self.message = (
             f"no space left on the device holding {run_dir}; nothing written before this point was lost; free space "
-            "and rerun the same command to resume",
+            "and rerun the same command to resume"
         )
+        super().__init__(errno.ENOSPC, self.message)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def is_disk_full(exc: BaseException | None) -> bool:

@@ -32,7 +32,7 @@ RESULT_NEUTRAL = (
     "trainer.checkpoint_every_steps", "trainer.checkpoint_minutes", "trainer.keep_checkpoint",  # resume is exact
 )  # fmt: skip
 IN_PATH = ("name", "experiment", "seed")  # named by other levels of the run-dir path
-MAX_NAME = 120  # run-dir names longer than this are cut and get a hash of the whole name (limit: 255 bytes)
+MAX_NAME = 160  # longer run-dir names keep the overrides that fit plus a hash of the whole name (limit: 255 bytes)
 
 
 class ConfigError(ValueError):
@@ -135,11 +135,19 @@ def naming_overrides(overrides) -> list[str]:
 
 def run_dir_name(overrides) -> str:
     """``key=value,...`` of the naming overrides; ``/`` in values escaped, long names cut and given a short hash."""
-    name = ",".join(o.replace("%", "%25").replace("/", "%2F") for o in naming_overrides(overrides)) or "default"
-    if len(name.encode()) > MAX_NAME:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:10]
-        name = name.encode()[: MAX_NAME - 12].decode(errors="ignore").rstrip(",") + f",~{digest}"
-    return name
+    parts = [o.replace("%", "%25").replace("/", "%2F") for o in naming_overrides(overrides)]
+    name = ",".join(parts) or "default"
+    if len(name.encode()) <= MAX_NAME:
+        return name
+    digest = f"~{hashlib.sha256(name.encode()).hexdigest()[:10]}"  # stands for the overrides left out
+    kept = []
+    for part in parts:  # whole overrides while they fit
+        if len(",".join([*kept, part, digest]).encode()) > MAX_NAME:
+            break
+        kept.append(part)
+    if not kept:  # a single very long override: cut inside it
+        kept = [parts[0].encode()[: MAX_NAME - len(digest) - 1].decode(errors="ignore")]
+    return ",".join([*kept, digest])
 
 
 def _run_dir_name_resolver(overrides) -> str:
