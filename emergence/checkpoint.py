@@ -134,13 +134,15 @@ def lock_run_dir(run_dir: Path):
         os.close(fd)  # releases the lock
 
 
-def decide(run_dir: Path, fingerprint: str, force: bool) -> tuple[dict | None, dict | None]:
+def decide(run_dir: Path, fingerprint: str, force: bool, legacy: str | None = None) -> tuple[dict | None, dict | None]:
     """(previous run.json, checkpoint to resume from): both None for a fresh start. Refuses with ForeignRun or
-    CheckpointError, changing nothing, when the run dir holds another configuration or an unusable checkpoint."""
+    CheckpointError, changing nothing, when the run dir holds another configuration or an unusable checkpoint.
+    ``legacy``: this configuration's fingerprint under the former definition, also accepted."""
     if force:
         return None, None
+    accepted = (fingerprint, legacy)
     previous = read_run_json(run_dir)
-    if previous is not None and previous.get("fingerprint") not in (None, fingerprint):
+    if previous is not None and previous.get("fingerprint") not in (None, *accepted):
         raise ForeignRun(
             f"{run_dir} holds a run of a different configuration (fingerprint {previous.get('fingerprint')} != "
             f"{fingerprint}); nothing was changed. Use another paths.runs_dir or experiment name, or force=true to "
@@ -149,7 +151,7 @@ def decide(run_dir: Path, fingerprint: str, force: bool) -> tuple[dict | None, d
     if previous is not None and previous.get("status") in FINISHED:
         return previous, None
     resume = load(Path(run_dir) / "checkpoint.pt")
-    if resume is not None and resume.get("fingerprint") != fingerprint:
+    if resume is not None and resume.get("fingerprint") not in accepted:
         raise ForeignRun(
             f"{run_dir}/checkpoint.pt was written by a different configuration (fingerprint "
             f"{resume.get('fingerprint')} != {fingerprint}); nothing was changed. Move it away to restart this run, "

@@ -31,6 +31,8 @@ RESULT_NEUTRAL = (
     "trainer.device", "trainer.progress",
     "trainer.checkpoint_every_steps", "trainer.checkpoint_minutes", "trainer.keep_checkpoint",  # resume is exact
 )  # fmt: skip
+# the list before data identity: run dirs written then are still recognized (their fingerprint used this list)
+LEGACY_NEUTRAL = ("force", "logger", "paths", "run_dir", "labels", "hydra", "trainer.progress", "trainer.device")
 IN_PATH = ("name", "experiment", "seed")  # named by other levels of the run-dir path
 MAX_NAME = 160  # longer run-dir names keep the overrides that fit plus a hash of the whole name (limit: 255 bytes)
 
@@ -158,10 +160,10 @@ if not OmegaConf.has_resolver("emergence.run_dir_name"):
     OmegaConf.register_new_resolver("emergence.run_dir_name", _run_dir_name_resolver)
 
 
-def config_fingerprint(cfg: DictConfig) -> str:
-    """sha256 of the resolved config without the RESULT_NEUTRAL keys."""
+def config_fingerprint(cfg: DictConfig, neutral: tuple[str, ...] = RESULT_NEUTRAL) -> str:
+    """sha256 of the resolved config without the ``neutral`` keys."""
     container = OmegaConf.to_container(cfg, resolve=True)
-    for key in RESULT_NEUTRAL:
+    for key in neutral:
         *parents, leaf = key.split(".")
         node = container
         for p in parents:

@@ -1,10 +1,14 @@
 """Hydra entry point: ``python -m emergence.train arch=mlp init=emergence data=fashion_mnist seed=0``.
 
-``run(cfg)`` reads top to bottom: check the config -> skip a finished run, or resume an interrupted one from its
-checkpoint -> seed streams -> data -> model -> init (timed) -> optimizer and schedule -> train/eval loop -> test
-evaluation -> ``run.json``. The pieces it assembles live in ``emergence/components.py``.
+``run(cfg)`` reads top to bottom: check the config -> lock the run dir (one process per run dir) -> decide: refuse a
+foreign run dir, skip a finished run, or resume an interrupted one from its checkpoint -> seed streams -> data and its
+identity (a run made on other data is refused) -> model -> init (timed) -> optimizer and schedule -> train/eval loop
+-> test evaluation -> ``run.json``. The pieces it assembles live in ``emergence/components.py``; the decisions and
+checkpoint files in ``emergence/checkpoint.py``.
 Everything is written into the run dir, which is derived from the experiment, the overrides that matter and the seed
 (conf/hydra/default.yaml), so a rerun of a sweep finds and skips its finished runs (``force=true`` reruns them).
+``main`` maps errors to exit codes (2: configuration, refused or busy run dir; 1: missing data, corrupt checkpoint,
+failed write); in a multirun a failed job is recorded and the sweep goes on (``runinfo.SweepReport``).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from emergence.components import (
     set_aside,
     set_rng,
 )
-from emergence.config import ConfigError, config_fingerprint, validate
+from emergence.config import LEGACY_NEUTRAL, ConfigError, config_fingerprint, validate
 from emergence.log import RunLogger
 from emergence.runinfo import (
     environment_info,
@@ -69,7 +73,8 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     info = {"fingerprint": fingerprint, "labels": labels, "config": OmegaConf.to_container(cfg, resolve=True)}
 
     # a finished run is skipped, an interrupted one resumes from its checkpoint, a foreign run dir is refused
-    previous, resume = checkpoint.decide(run_dir, fingerprint, cfg.force)  # refusals change nothing
+    legacy = config_fingerprint(cfg, LEGACY_NEUTRAL)  # run dirs written before data identity are still ours
+    previous, resume = checkpoint.decide(run_dir, fingerprint, cfg.force, legacy)  # refusals change nothing
 
     # seeds: separate streams so the init never changes the data order (emergence/seeding.py)
     seeding.make_deterministic()

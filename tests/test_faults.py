@@ -425,3 +425,16 @@ def test_a_run_failing_while_loading_data_records_failed(make_cfg, tmp_path):
 def test_empty_corpus_dir_is_a_config_error(make_cfg):
     with pytest.raises(ConfigError, match="data.corpus_dir=''"):
         run(make_cfg("arch=transformer_tiny", "init=xavier", "data=ding_de_en", "data.corpus_dir=", small=False))
+
+
+def test_run_dirs_written_under_the_former_fingerprint_are_still_recognized(make_cfg, tmp_path, monkeypatch):
+    from emergence.config import LEGACY_NEUTRAL
+
+    cfg = interrupted(make_cfg, monkeypatch)
+    legacy = config_fingerprint(cfg, LEGACY_NEUTRAL)
+    assert legacy != config_fingerprint(cfg)
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    (tmp_path / "run" / "run.json").write_text(json.dumps({**info, "fingerprint": legacy}))
+    state = checkpoint.load(tmp_path / "run" / "checkpoint.pt")
+    checkpoint.save_atomic({**state, "fingerprint": legacy}, tmp_path / "run" / "checkpoint.pt")
+    assert run(cfg)["status"] == "completed"
