@@ -172,6 +172,26 @@ def check_data(run_dir: Path, data_id: str, previous: dict | None, resume: dict 
             )
 
 
+def save(path: Path, loop_state: dict, *, model, optimizer, schedule, logger, layer_tracker, **identity) -> None:
+    """Write the run's checkpoint: loop state, model, optimizer, schedule, layer tracker, the metrics records so far
+    (flushed and fsynced first) and ``identity`` (fingerprint, data identity, RNG states, init stats, W&B id)."""
+    nbytes = logger.offset()
+    save_atomic({
+        **identity, "loop": loop_state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(), "metrics_bytes": nbytes, "metrics": metrics_snapshot(logger.path, nbytes),
+        "layer_tracker": layer_tracker.state() if layer_tracker is not None else None,
+    }, path)  # fmt: skip
+
+
+def restore(resume: dict, *, model, optimizer, schedule, layer_tracker) -> None:
+    """Load a checkpoint's states into the freshly built model, optimizer, schedule and layer tracker."""
+    model.load_state_dict(resume["model"])
+    optimizer.load_state_dict(resume["optimizer"])
+    schedule.load_state_dict(resume["schedule"])
+    if layer_tracker is not None:
+        layer_tracker.load_state(resume["layer_tracker"])
+
+
 def metrics_snapshot(path: Path, nbytes: int) -> bytes:
     """The first ``nbytes`` of the (flushed and fsynced) metrics file, stored in the checkpoint."""
     with open(path, "rb") as f:

@@ -22,7 +22,6 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from emergence.config import naming_overrides
@@ -79,7 +78,9 @@ def git_info() -> dict:
     return {"commit": commit, "dirty": bool(dirty) if dirty is not None else None}
 
 
-def environment_info(device: torch.device) -> dict:
+def environment_info(device) -> dict:
+    import torch  # here, so that reading run records (scripts/aggregate.py) does not import torch
+
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -125,6 +126,12 @@ def labels_from_hydra(cfg: DictConfig) -> dict:
     }
 
 
+def summary_key(metric: str, which: str) -> str:
+    """The run.json summary key of ``metric`` (e.g. ``val/acc``) at ``which`` (init, epoch1, final, best): the one
+    place that names them (the runner, its sweeper return value and scripts/aggregate.py use it)."""
+    return f"{metric.replace('/', '_')}_{which}"
+
+
 def _first(history, metric, epoch):
     for r in history:
         if r.get(metric) is not None and abs(r["epoch"] - epoch) < 1e-9:
@@ -136,13 +143,12 @@ def summarize(result, final, tracker, metric, init_s, n_params, init_stats) -> d
     """Status, counters and the headline numbers (init, epoch 1, final, best, time to target)."""
     history = result["history"]
     values = [r[metric] for r in history if r.get(metric) is not None and math.isfinite(r[metric])]
-    key = metric.replace("/", "_")
     summary = {
-        f"{key}_init": _first(history, metric, 0),
-        f"{key}_epoch1": _first(history, metric, 1),
-        f"{key}_final": values[-1] if values and result["status"] == "completed" else None,
-        f"{key}_best": max(values) if values else None,
-        **{k.replace("/", "_") + "_final": v for k, v in final.items()},
+        summary_key(metric, "init"): _first(history, metric, 0),
+        summary_key(metric, "epoch1"): _first(history, metric, 1),
+        summary_key(metric, "final"): values[-1] if values and result["status"] == "completed" else None,
+        summary_key(metric, "best"): max(values) if values else None,
+        **{summary_key(k, "final"): v for k, v in final.items()},
         "target_metric": metric,
         "target": tracker.target,
     }

@@ -24,21 +24,22 @@ import hydra
 import torch
 from hydra.errors import (
     ConfigCompositionException,
-    InstantiationException,
     MissingConfigException,
     OverrideParseException,
 )
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from emergence import checkpoint, loop, seeding
 from emergence.components import (
+    as_config_error,
     auto,
+    build,
     data_identity,
     diagnostics,
     get_rng,
     initialize,
     measurer,
+    record_failure,
     resolve_device,
     set_aside,
     set_rng,
@@ -50,6 +51,7 @@ from emergence.runinfo import (
     labels_from_hydra,
     record_sweep_failure,
     summarize,
+    summary_key,
     sweep_folder,
     write_json,
 )
@@ -136,11 +138,7 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
     on_step, layer_tracker = diagnostics(cfg.diagnostics, model, device_example)
     data_generator = seeding.generator(seed, "data")
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
-        schedule.load_state_dict(resume["schedule"])
-        if layer_tracker is not None:
-            layer_tracker.load_state(resume["layer_tracker"])
+        checkpoint.restore(resume, model=model, optimizer=optimizer, schedule=schedule, layer_tracker=layer_tracker)
         set_rng(resume["rng"])
     train_model = torch.compile(model) if cfg.trainer.compile else model
 
@@ -152,14 +150,9 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
 
     def save_checkpoint(state: dict) -> None:
         t0 = time.perf_counter()
-        metrics_bytes = logger.offset()  # flushed and fsynced first
-        checkpoint.save_atomic({
-            "fingerprint": fingerprint, "data_identity": info["data_identity"], "loop": state,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-            "rng": get_rng(), "init_stats": init_stats, "init_s": init_s, "metrics_bytes": metrics_bytes,
-            "metrics": checkpoint.metrics_snapshot(logger.path, metrics_bytes), "wandb_id": info.get("wandb_id"),
-            "layer_tracker": layer_tracker.state() if layer_tracker is not None else None,
-        }, ckpt_path)  # fmt: skip
+        checkpoint.save(ckpt_path, state, model=model, optimizer=optimizer, schedule=schedule, logger=logger,
+                        layer_tracker=layer_tracker, fingerprint=fingerprint, data_identity=info["data_identity"],
+                        rng=get_rng(), init_stats=init_stats, init_s=init_s, wandb_id=info.get("wandb_id"))
         log.debug("checkpoint at step %d in %.3f s", state["step"], time.perf_counter() - t0)
 
     exit_code = 1
@@ -213,33 +206,6 @@ def _run(cfg: DictConfig, run_dir: Path) -> dict:
         logger.close(exit_code)
 
 
-def build(group: str, node, **kwargs):
-    """``instantiate`` with the group named in the error: a bad value is a configuration error (exit 2)."""
-    try:
-        return instantiate(node, **kwargs)
-    except Exception as exc:
-        raise as_config_error(exc, group) from exc
-
-
-def as_config_error(exc: BaseException, group: str = "data") -> BaseException:
-    """ValueError/TypeError raised while building from the config -> a one-line ConfigError naming the group."""
-    cause = exc.__cause__ if isinstance(exc, InstantiationException) and exc.__cause__ is not None else exc
-    if isinstance(cause, (FileNotFoundError, OSError)):
-        return cause
-    if isinstance(cause, (ValueError, TypeError)) and not isinstance(cause, ConfigError):
-        return ConfigError(f"{group}: {cause}".splitlines()[0])
-    return exc
-
-
-def record_failure(run_dir: Path, info: dict, exc: BaseException) -> None:
-    """Mark the run failed in run.json (if that write is possible: the disk may be full)."""
-    error = str(checkpoint.DiskFull(run_dir)) if checkpoint.is_disk_full(exc) else f"{type(exc).__name__}: {exc}"
-    try:
-        write_json(run_dir / "run.json", {**info, "status": "failed", "error": error})
-    except OSError:
-        log.warning("could not mark %s failed in run.json", run_dir)
-
-
 # exit codes: 2 for a configuration error or a run dir that is refused or in use, 1 for missing data, a corrupt
 # checkpoint or a failed write, 128 + signal after a preemption checkpoint
 EXIT_CODES = ((ConfigError, 2), (checkpoint.RunDirBusy, 2), (checkpoint.CheckpointError, 1), (OSError, 1))
@@ -264,7 +230,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
         record_sweep_failure(cfg.run_dir, message, code or 1)  # a bad job fails alone; the sweep goes on
         return None
     summary = record.get("summary", {})  # the best value of the target metric, returned to sweepers (e.g. optuna)
-    return summary.get(summary.get("target_metric", "val/acc").replace("/", "_") + "_best")
+    return summary.get(summary_key(summary.get("target_metric", "val/acc"), "best"))
 
 
 HYDRA_CONFIG_ERRORS = (ConfigCompositionException, MissingConfigException, OverrideParseException)

@@ -20,16 +20,12 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-METRICS = [  # (column, summary key template; {m} = target metric with '/' -> '_')
-    ("init", "{m}_init"),
-    ("epoch1", "{m}_epoch1"),
-    ("final", "{m}_final"),
-    ("best", "{m}_best"),
-    ("test_final", "test_{t}_final"),
-    ("steps_to_target", "steps_to_target"),
-    ("epochs_to_target", "epochs_to_target"),
-    ("wall_s_to_target", "wall_s_to_target"),
-]
+from emergence.runinfo import summary_key  # the one function that names summary keys
+
+# (column, which metric, at which point): "target" is the run's target metric (e.g. val/acc), "test" its test split
+METRICS = [("init", "target", "init"), ("epoch1", "target", "epoch1"), ("final", "target", "final"),
+           ("best", "target", "best"), ("test_final", "test", "final")]  # fmt: skip
+COUNTERS = ["steps_to_target", "epochs_to_target", "wall_s_to_target"]  # summary keys of their own
 
 
 def load_runs(runs_dir: Path) -> list[dict]:
@@ -90,7 +86,7 @@ def aggregate(runs: list[dict]) -> list[dict]:
     for (experiment, data, arch, init, variant), members in sorted(groups.items()):
         done = [r for r in members if r.get("status") == "completed"]
         metric = next((r["summary"]["target_metric"] for r in done if "summary" in r), "val/acc")
-        m, t = metric.replace("/", "_"), metric.split("/")[-1]
+        t = metric.split("/")[-1]
         row = {
             "experiment": experiment,
             "data": data,
@@ -105,13 +101,17 @@ def aggregate(runs: list[dict]) -> list[dict]:
             "n_reached_target": sum(r["summary"].get("steps_to_target") is not None for r in done),
             "alpha_max_factor": next((r.get("alpha_max_factor") for r in members), None),
         }
-        for col, tmpl in METRICS:
-            mean, sd, n = mean_sd([r["summary"].get(tmpl.format(m=m, t=t)) for r in done])
+        keys = {col: summary_key(metric if kind == "target" else f"test/{t}", which) for col, kind, which in METRICS}
+        keys.update({col: col for col in COUNTERS})
+        for col, key in keys.items():
+            mean, sd, n = mean_sd([r["summary"].get(key) for r in done])
             row[f"{col}_mean"], row[f"{col}_sd"], row[f"{col}_n"] = mean, sd, n
         finals = {k for r in done for k, v in r["summary"].items() if isinstance(v, (int, float))}
-        other = sorted({k[5:-6] for k in finals if k.startswith("test_") and k.endswith("_final")} - {t})
+        tests = {k: v for k, v in ((k[len("test_") : -len("_final")], k) for k in finals)  # test metrics found
+                 if v.startswith("test_") and v.endswith("_final") and summary_key(f"test/{k}", "final") == v}
+        other = sorted(set(tests) - {t})
         for k in other:
-            mean, sd, _ = mean_sd([r["summary"].get(f"test_{k}_final") for r in done])
+            mean, sd, _ = mean_sd([r["summary"].get(summary_key(f"test/{k}", "final")) for r in done])
             row[f"test_{k}_mean"], row[f"test_{k}_sd"] = mean, sd
         row["other_test"] = other
         row["steps_per_s_mean"] = mean_sd([r["steps"] / r["wall_s"] for r in done if r.get("wall_s")])[0]
