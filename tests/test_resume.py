@@ -175,11 +175,16 @@ def _outcome(tmp_path, name):
     return untimed(run_dir / "metrics.jsonl"), summary, counters, run_dir
 
 
-def _kill_and_resume(tmp_path, env, name, spec, extra=()):
-    killed = _train(tmp_path, name, spec, extra, env)
-    assert killed.returncode == -signal.SIGKILL, (spec, killed.returncode, killed.stderr[-2000:])
+def _kill_and_resume(tmp_path, env, name, specs, extra=()):
+    """SIGKILL the run at each moment of ``specs`` in turn (each kill in the rerun of the previous one), then rerun it
+    to completion; returns its outcome."""
+    for spec in specs:
+        killed = _train(tmp_path, name, spec, extra, env)
+        assert killed.returncode == -signal.SIGKILL, (spec, killed.returncode, killed.stderr[-2000:])
+        if spec.startswith("ckpt_tmp"):  # killed during the write: the temporary file is on disk, complete
+            assert list((tmp_path / name).rglob("checkpoint.pt.tmp"))
     again = _train(tmp_path, name, None, extra, env)
-    assert again.returncode == 0, (spec, again.stderr[-2000:])
+    assert again.returncode == 0, (specs, again.stderr[-2000:])
     return _outcome(tmp_path, name)
 
 
@@ -195,16 +200,14 @@ def reference_run(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "spec, what",
+    "specs, what",
     [
-        ("ckpt:3", "right after the end-of-epoch-1 checkpoint"),
-        ("step:12", "mid-epoch, 5 steps after a step checkpoint"),
-        ("ckpt_tmp:4", "during a checkpoint write (checkpoint.pt.tmp on disk)"),
-        ("runjson:1", "during start-up, before run.json is written"),
+        (["runjson:1", "ckpt:3"], "during start-up, then right after the end-of-epoch-1 checkpoint of the rerun"),
+        (["step:12", "ckpt_tmp:2"], "mid-epoch, then during the rerun's end-of-epoch checkpoint write (.tmp on disk)"),
     ],
 )
-def test_sigkill_at_any_moment_resumes_exactly(spec, what, reference_run, subprocess_env, tmp_path):
-    metrics, summary, counters, run_dir = _kill_and_resume(tmp_path, subprocess_env, "killed", spec)
+def test_sigkill_at_any_moment_resumes_exactly(specs, what, reference_run, subprocess_env, tmp_path):
+    metrics, summary, counters, run_dir = _kill_and_resume(tmp_path, subprocess_env, "killed", specs)
     assert counters == reference_run[2] and counters["status"] == "completed", what
     assert metrics == reference_run[0], what
     assert summary == reference_run[1], what
