@@ -65,23 +65,28 @@ class Stat:
                 "n": len(self.values), "values": self.values}  # fmt: skip
 
 
-def interleave(
-    fns: dict[str, Callable[[], float | None]], repeats: int, warmup: int = 0, device=None
-) -> dict[str, Stat]:
-    """Call every variant ``repeats`` times, interleaved (order rotated each repeat) after ``warmup`` untimed rounds."""
+def interleave(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 0, device=None) -> dict:
+    """Call every variant ``repeats`` times, interleaved (order rotated each repeat) after ``warmup`` untimed rounds.
+
+    A variant returns its own figure, a tuple of figures, or ``None`` to be timed here as one call; the result maps
+    each variant to a ``Stat`` (or a tuple of ``Stat``, one per figure)."""
     names = list(fns)
     for _ in range(warmup):
         for name in names:
             fns[name]()
-    values: dict[str, list[float]] = {name: [] for name in names}
+    values: dict[str, list] = {name: [] for name in names}
     for r in range(repeats):
         for name in names[r % len(names) :] + names[: r % len(names)]:
             sync(device)
             t0 = time.perf_counter()
             figure = fns[name]()
             sync(device)
-            values[name].append(time.perf_counter() - t0 if figure is None else float(figure))
-    return {name: Stat(v) for name, v in values.items()}
+            values[name].append(time.perf_counter() - t0 if figure is None else figure)
+    return {
+        name: tuple(Stat([float(x[i]) for x in v]) for i in range(len(v[0]))) if isinstance(v[0], tuple)
+        else Stat([float(x) for x in v])
+        for name, v in values.items()
+    }  # fmt: skip
 
 
 def git_commit() -> str:
