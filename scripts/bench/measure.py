@@ -1,21 +1,29 @@
-"""Time the emergence measure (emergence/metrics/emergence.py) on an MLP 784-(1024x8)-10 with a 256-sample probe.
+"""Emergence init and the emergence measure: seconds per call on an MLP 784-(1024x8)-10, one thread.
 
-Prints the median wall time of 5 `measure` calls (target < 1 s on CPU, one thread) and the measured E.
+- init: ``Emergence(Kaiming(), alpha=1.2)`` on a freshly built model (base init included; the model build is not);
+- measure: ``emergence.metrics.emergence.measure`` on a 256-sample probe (target < 1 s on one CPU thread).
+Interleaved repeats, medians. The measured E is printed so that a change of the result is seen next to the time.
 
-Usage: python scripts/bench_measure.py
+    python -m scripts.bench.measure [--width 1024] [--depth 8] [--repeats 7]
+    python -m scripts.bench.measure --smoke
 """
 
-import statistics
-import time
+from __future__ import annotations
+
+import argparse
+import sys
 
 import torch
 from torch import nn
 
+from emergence.init.emergence import Emergence
+from emergence.init.kaiming import Kaiming
 from emergence.metrics.emergence import measure
+from scripts.bench.timing import Report, clock, common_args, interleave, setup
 
 
-def tiny_mlp(width: int = 1024, depth: int = 8, d_in: int = 784, n_classes: int = 10) -> nn.Sequential:
-    """Flatten, then `depth` Linear+ReLU blocks of `width`, then a Linear readout."""
+def mlp(width: int, depth: int, d_in: int = 784, n_classes: int = 10) -> nn.Sequential:
+    """Flatten, then ``depth`` Linear+ReLU blocks of ``width``, then a Linear readout."""
     mods: list[nn.Module] = [nn.Flatten()]
     fan_in = d_in
     for _ in range(depth):
@@ -25,19 +33,40 @@ def tiny_mlp(width: int = 1024, depth: int = 8, d_in: int = 784, n_classes: int 
     return nn.Sequential(*mods)
 
 
-def main() -> None:
-    torch.set_num_threads(1)
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--width", type=int, default=1024)
+    ap.add_argument("--depth", type=int, default=8)
+    ap.add_argument("--probe", type=int, default=256)
+    common_args(ap, repeats=7)
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.width, args.depth, args.probe = 64, 3, 32
+    setup(args)
     torch.manual_seed(0)
-    model = tiny_mlp()
-    probe = torch.randn(256, 1, 28, 28)
-    measure(model, (probe,))  # warm-up: allocator and kernel selection
-    times, result = [], {}
-    for _ in range(5):
-        t0 = time.perf_counter()
-        result = measure(model, (probe,))
-        times.append(time.perf_counter() - t0)
-    print(f"measure median of 5: {statistics.median(times):.4f} s (E = {float(result['E']):.4g}, a = {result['a']})")
+    model = mlp(args.width, args.depth)
+    probe = torch.randn(args.probe, 1, 28, 28)
+    example = (probe[:8],)
+    result = measure(model, (probe,))  # warm-up: allocator and kernel selection
+
+    def init_once() -> float:
+        fresh = mlp(args.width, args.depth)
+        return clock(lambda: Emergence(Kaiming(), alpha=1.2)(fresh, example, torch.Generator().manual_seed(0)))
+
+    stats = interleave({"emergence init": init_once, "emergence measure": lambda: measure(model, (probe,))},
+                       args.repeats)  # fmt: skip
+    report = Report(
+        "Emergence init and measure",
+        ["call", "s/call (median)", "min", "max"],
+        setting=f"MLP 784-({args.width}x{args.depth})-10, probe {args.probe}, {args.repeats} interleaved repeats",
+    )
+    for name, s in stats.items():
+        report.add(name, f"{s.median:.4f}", f"{min(s.values):.4f}", f"{max(s.values):.4f}")
+    report.note(f"E = {float(result['E']):.4g}, active units per layer a = {result['a']}")
+    report.extra["seconds"] = {k: s.as_dict() for k, s in stats.items()}
+    report.emit(args.json)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -68,8 +68,8 @@ class Stat:
 def interleave(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 0, device=None) -> dict:
     """Call every variant ``repeats`` times, interleaved (order rotated each repeat) after ``warmup`` untimed rounds.
 
-    A variant returns its own figure, a tuple of figures, or ``None`` to be timed here as one call; the result maps
-    each variant to a ``Stat`` (or a tuple of ``Stat``, one per figure)."""
+    A variant returns its own figure (a number), a tuple of figures, or anything else (None) to be timed here as one
+    call; the result maps each variant to a ``Stat`` (or a tuple of ``Stat``, one per figure)."""
     names = list(fns)
     for _ in range(warmup):
         for name in names:
@@ -81,7 +81,8 @@ def interleave(fns: dict[str, Callable[[], object]], repeats: int, warmup: int =
             t0 = time.perf_counter()
             figure = fns[name]()
             sync(device)
-            values[name].append(time.perf_counter() - t0 if figure is None else figure)
+            timed = not isinstance(figure, (int, float, tuple))  # a variant that returns no figure is timed here
+            values[name].append(time.perf_counter() - t0 if timed else figure)
     return {
         name: tuple(Stat([float(x[i]) for x in v]) for i in range(len(v[0]))) if isinstance(v[0], tuple)
         else Stat([float(x) for x in v])
