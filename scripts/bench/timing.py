@@ -3,7 +3,8 @@
 - ``interleave(fns, repeats)``: every repeat calls each variant once, in an order rotated per repeat, so that the
   noise of a shared machine (other processes, frequency changes) hits all variants alike; a variant returns its own
   figure (seconds, or a rate) or ``None`` to be timed here as one call.
-- ``Stat``: median, min, max and the spread (max - min) / median of the repeats. Ratios are taken between medians.
+- ``Stat``: median, min, max and the spread (max - min) / median of the repeats; ``paired(a, b)``: the per-repeat
+  ratios of two variants, whose median is the ratio reported (robust to slow phases of a shared machine).
 - ``machine()``: host, CPU model, cores, torch threads, torch version, device, git commit — printed above every table
   and stored in the JSON.
 - ``Report``: a markdown table with a header and notes; ``--json PATH`` writes the same rows and the machine as JSON.
@@ -88,6 +89,12 @@ def interleave(fns: dict[str, Callable[[], object]], repeats: int, warmup: int =
         else Stat([float(x) for x in v])
         for name, v in values.items()
     }  # fmt: skip
+
+
+def paired(a: Stat, b: Stat) -> Stat:
+    """Per-repeat ratios a_i / b_i of two variants of one ``interleave`` (measured next to each other in time, so a
+    slow phase of the machine cancels); their median is the ratio to report on a noisy machine."""
+    return Stat([x / y for x, y in zip(a.values, b.values)])
 
 
 def git_commit() -> str:
