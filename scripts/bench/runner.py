@@ -39,14 +39,14 @@ from emergence.tasks.classification import ClassificationTask
 from emergence.train import run
 from scripts.bench.timing import ROOT, Report, common_args, interleave, paired, setup
 
-STAMPS: list[float] = []
+STAMPS: list[tuple[float, float]] = []  # (wall clock, this process's CPU time) when each batch is handed out
 _train_batches = ClassificationTask.train_batches
 
 
 def _stamped(self, *args, **kwargs):
     """``train_batches`` that records the time each batch is handed to the loop (the runner's and the bare one's)."""
     for batch in _train_batches(self, *args, **kwargs):
-        STAMPS.append(time.perf_counter())
+        STAMPS.append((time.perf_counter(), time.process_time()))
         yield batch
 
 
@@ -68,13 +68,15 @@ def _cached(name: str, read):
 READERS.update({name: _cached(name, read) for name, read in list(READERS.items())})
 
 
-def step_seconds() -> tuple[float, float]:
-    """(mean, median) seconds per step of the last run: the mean counts every step (periodic diagnostics included),
-    the median is the typical step, robust to the bursts of other processes on a shared machine."""
+def step_seconds() -> tuple[float, float, float]:
+    """(mean, median, CPU) seconds per step of the last run: the mean counts every step (periodic diagnostics
+    included); the median is the typical step, robust to short bursts of other processes; CPU is this process's CPU
+    time per step (mean), which other processes on a shared machine barely change."""
     if len(STAMPS) < 2:
         raise RuntimeError("fewer than 2 batches were drawn; raise --steps")
-    gaps = [b - a for a, b in zip(STAMPS, STAMPS[1:])]
-    return (STAMPS[-1] - STAMPS[0]) / len(gaps), statistics.median(gaps)
+    gaps = [b[0] - a[0] for a, b in zip(STAMPS, STAMPS[1:])]
+    cpu = (STAMPS[-1][1] - STAMPS[0][1]) / len(gaps)
+    return (STAMPS[-1][0] - STAMPS[0][0]) / len(gaps), statistics.median(gaps), cpu
 
 
 def config(arch: str, data: str, steps: int, root: str, *overrides: str):
@@ -89,7 +91,7 @@ def config(arch: str, data: str, steps: int, root: str, *overrides: str):
     return cfg
 
 
-def bare_loop(cfg, task) -> tuple[float, float]:
+def bare_loop(cfg, task) -> tuple[float, float, float]:
     """Seconds per step of a plain loop over the task's batches (same model, optimizer, schedule as the runner)."""
     torch.manual_seed(0)
     model = instantiate(cfg.arch, **task.model_kwargs())
@@ -108,7 +110,7 @@ def bare_loop(cfg, task) -> tuple[float, float]:
     return step_seconds()
 
 
-def runner(cfg) -> tuple[float, float]:
+def runner(cfg) -> tuple[float, float, float]:
     with open_dict(cfg):
         cfg.run_dir = tempfile.mkdtemp(dir=cfg.paths.root)  # a fresh run dir: a finished one would be skipped
     STAMPS.clear()
@@ -143,7 +145,8 @@ def main(argv=None) -> int:
     setup(args)
     report = Report(
         "Runner vs bare loop (training steps/s)",
-        ["model", "variant", "typical ms/step", "vs bare", "mean ms/step", "vs bare (mean)", "spread"],
+        ["model", "variant", "typical ms", "mean ms", "CPU ms", "vs bare (typical)", "vs bare (mean)", "vs bare (CPU)",
+         "spread %"],
         setting=f"data {args.data}, batch 128, SGD momentum, {args.repeats} interleaved repeats, medians",
     )
     ratios = {}
@@ -165,26 +168,28 @@ def main(argv=None) -> int:
                 args.repeats,
                 warmup=0 if args.smoke else 1,
             )
-            bare_mean, bare_typ = stats["bare loop"]
-            for name, (mean, typical) in stats.items():
-                r_typ, r_mean = paired(bare_typ, typical), paired(bare_mean, mean)
-                ratios[f"{arch}/{name}"] = {"typical": r_typ.median, "mean": r_mean.median}
+            bare = stats["bare loop"]
+            for name, figures in stats.items():
+                r = [paired(b, v) for b, v in zip(bare, figures)]  # mean, typical, cpu
+                ratios[f"{arch}/{name}"] = {"mean": r[0].median, "typical": r[1].median, "cpu": r[2].median}
                 report.add(
-                    arch, name, 1e3 * typical.median, f"{r_typ.median:.3f}", 1e3 * mean.median, f"{r_mean.median:.3f}",
-                    f"{100 * r_typ.spread:.0f} / {100 * r_mean.spread:.0f} %",
+                    arch, name, *(f"{1e3 * figures[i].median:.2f}" for i in (1, 0, 2)),
+                    *(f"{r[i].median:.3f}" for i in (1, 0, 2)),
+                    " / ".join(f"{100 * r[i].spread:.0f}" for i in (1, 0, 2)),
                 )  # fmt: skip
             ev, me = eval_costs(cfgs["bare loop"], task)
-            epoch = bare_mean.median * task.steps_per_epoch(128)
+            epoch = bare[0].median * task.steps_per_epoch(128)
             report.note(
                 f"{arch}: one evaluation of the validation split ({len(task.splits['val'][1])} images) takes "
                 f"{ev:.3f} s = {100 * ev / epoch:.1f} % of an epoch of training ({epoch:.1f} s); the emergence "
                 f"measure at its defaults adds {me:.3f} s per evaluation ({100 * me / epoch:.1f} %)."
             )
     report.note(
-        "typical = median step of a run (robust to other processes' bursts; the loop's per-step overhead); mean = "
-        "(last - first batch) / steps (periodic costs such as diagnostics included); times: medians over repeats. "
+        "Per step: typical = median wall time of a run's steps (robust to short bursts of other processes); mean = "
+        "(last - first batch) / steps, wall (periodic costs such as diagnostics included); CPU = this process's CPU "
+        "time per step (barely changed by other processes on a shared machine). Times: medians over repeats. "
         "vs bare = median over repeats of (bare-loop time / variant time) within the repeat (target >= 0.97 for "
-        "`runner`); spread = (max - min) / median of those per-repeat ratios, typical / mean."
+        "`runner`); spread = (max - min) / median of those per-repeat ratios, typical / mean / CPU."
     )
     report.extra["ratios"] = ratios
     report.emit(args.json)
