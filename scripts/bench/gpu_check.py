@@ -38,6 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from emergence import checkpoint
 from emergence.init.emergence import Emergence
 from emergence.init.kaiming import Kaiming
+from emergence.init.xavier import Xavier
 from emergence.models.mlp import MLP
 from emergence.models.resnet import ResNet
 from emergence.models.vgg import VGG
@@ -188,7 +189,8 @@ def throughput(args) -> None:
 def costs(args) -> None:
     device = torch.device(args.device)
     arch = "resnet20 (3x32x32)" if args.smoke else "resnet110 (3x32x32)"
-    shape, build = (3, 32, 32), (lambda s: ResNet(s, 10, depth=20 if args.smoke else 110, norm="batch"))
+    shape, size = (3, 32, 32), dict(depth=20, width=0.25) if args.smoke else dict(depth=110)
+    build = lambda s: ResNet(s, 10, norm="batch", **size)  # noqa: E731
     torch.manual_seed(0)
     model = build(shape).to(device)
     batch = 16 if args.smoke else 128
@@ -197,11 +199,18 @@ def costs(args) -> None:
            "gradinit objective": gi.ours(model, task, device, 1e30, batch, 1 if args.smoke else 3),
            "gradinit constraint": gi.ours(model, task, device, 1e-30, batch, 1 if args.smoke else 3)}  # fmt: skip
     out = {f"{k} s ({arch})": fn() for k, fn in fns.items()}
-    for name, fresh in {arch: lambda: build(shape), "transformer": lambda: tb.make_model(
-            "tiny" if args.smoke else "iwslt", 1000, device)}.items():  # fmt: skip
+    # the emergence init as conf/arch_init sets it up (alpha per architecture; a Xavier base for the Transformer)
+    tf_name = "tiny" if args.smoke else "iwslt"
+    tokens = tb.random_batch(torch.Generator().manual_seed(0), 1000, 256, 24, args.device)[:2]
+    images = (torch.randn(8, *shape, device=device),)
+    for name, fresh, base, alpha, example in [
+        (arch, lambda: build(shape), Kaiming(), 1.0128, images),
+        (f"transformer {tf_name}", lambda: tb.make_model(tf_name, 1000, device), Xavier(), 1.0457, tokens),
+    ]:
         m = fresh().to(device)
         gen = torch.Generator(device=device).manual_seed(0)
-        out[f"emergence init s ({name})"] = clock(lambda m=m, g=gen: Emergence(Kaiming(), alpha=1.2)(m, (), g), device)
+        init = Emergence(base, alpha=alpha)
+        out[f"emergence init s ({name})"] = clock(lambda m=m, g=gen, i=init, e=example: i(m, e, g), device)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     gi.train_step(model, task, device)()  # gradients, then momentum buffers
     opt.step()

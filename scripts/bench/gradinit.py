@@ -148,10 +148,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--official", type=Path, default=None, help="a clone of github.com/zhuchen03/gradinit")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--iterations", type=int, default=3, help="k: iterations per timing (1 + k vs 1)")
+    parser.add_argument("--iterations", type=int, default=2, help="k: iterations per timing (1 + k vs 1)")
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
     parser.add_argument("--device", default="cpu")
-    common_args(parser, repeats=5)
+    common_args(parser, repeats=3)
     args = parser.parse_args(argv)
     if args.smoke:
         args.archs, args.batch_size, args.iterations = SMOKE_ARCHS, 16, 1

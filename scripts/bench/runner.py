@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--archs", nargs="+", default=["mlp", "resnet20"])
     ap.add_argument("--data", default="fashion_mnist")
-    ap.add_argument("--steps", type=int, default=0, help="steps per run (0: 300 for the MLP, 40 for conv nets)")
+    ap.add_argument("--steps", type=int, default=0, help="steps per run (0: 300 for the MLP, 20 for conv nets)")
     common_args(ap, repeats=7)
     args = ap.parse_args(argv)
     if args.smoke:
@@ -152,7 +152,7 @@ def main(argv=None) -> int:
     ratios = {}
     with tempfile.TemporaryDirectory() as tmp:
         for arch in args.archs:
-            steps = args.steps or (300 if arch.startswith("mlp") else 40)
+            steps = args.steps or (300 if arch.startswith("mlp") else 20)
             cfgs = {
                 "bare loop": config(arch, args.data, steps, tmp),
                 "runner": config(arch, args.data, steps, tmp, "measure.enabled=false", "diagnostics.every_steps=0"),

@@ -26,6 +26,7 @@ MODELS = {
     "tiny": PRESETS["transformer_tiny"],
     "small": dict(d_model=128, ffn_dim=256, heads=4, encoder_layers=2, decoder_layers=2),
     "iwslt": PRESETS["transformer_iwslt_de_en"],
+    "wmt": PRESETS["transformer_wmt_en_de"],
 }
 PAD, BOS, EOS = 0, 1, 2
 
