@@ -73,7 +73,7 @@ def final_losses(run_dir: Path) -> dict:
 
 
 def cli_smoke(args, out: Path) -> None:
-    steps, batch = (2, 16) if args.smoke else (5, 64)
+    steps, batch = (2, 16) if args.smoke else (3, 64)
     image = ["data=synthetic", "data.reader.shape=[3,32,32]", f"trainer.batch_size={batch}",
              f"trainer.max_steps={steps}"]
     archs = "mlp,resnet20_nobn" if args.smoke else "mlp,vgg19,vgg19_nobn,resnet110,resnet110_nobn"
@@ -99,7 +99,7 @@ def cli_smoke(args, out: Path) -> None:
                        "seconds": time.perf_counter() - t0, "stderr_tail": proc.stderr[-1500:]}  # fmt: skip
         print(f"[cli] {name}: rc {proc.returncode}, {len(records)} runs, not completed {bad}", flush=True)
     agree = {}
-    fp32 = ["init=kaiming", "trainer.amp=none", "trainer.channels_last=false"]
+    fp32 = ["init=kaiming", "trainer.amp=none", "trainer.channels_last=false", "trainer.cpu_threads=null"]
     for name, overrides in {"images": [f"arch={archs}", *image], "text": text}.items():
         losses = {}
         for dev in ("cpu", args.device):
@@ -244,14 +244,17 @@ def projection(args) -> None:
 
 
 def concurrency(args) -> None:
-    steps = 3 if args.smoke else 60
+    steps = 3 if args.smoke else 40
     out = {}
     for k in (1, 2) if args.smoke else (1, 2, 4):
         cmd = [sys.executable, "-m", "scripts.bench.gpu_check", "--worker", str(steps), "--device", args.device]
         cmd += ["--smoke"] if args.smoke else []
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
         procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) for _ in range(k)]
-        rates = [json.loads(p.communicate()[0].strip().splitlines()[-1])["images_per_s"] for p in procs]
+        outputs = [p.communicate()[0].strip().splitlines() for p in procs]
+        if any(p.returncode for p in procs):
+            raise RuntimeError(f"K={k}: a worker failed (exit codes {[p.returncode for p in procs]})")
+        rates = [json.loads(lines[-1])["images_per_s"] for lines in outputs]
         out[k] = {"total_images_per_s": sum(rates), "per_run": rates}
         print(f"[concurrency] K={k}: {sum(rates):.0f} images/s in total", flush=True)
     RESULTS["concurrency_resnet20"] = out
@@ -316,16 +319,24 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     RESULTS["machine"] = machine(args.device)
     t0 = time.perf_counter()
+    errors = {}
     for section, fn in [("cli", cli_smoke), ("throughput", throughput), ("costs", costs), ("concurrency", concurrency)]:
         if section in args.sections:
-            fn(*((args, args.out) if section == "cli" else (args,)))
-            sync(args.device)
+            try:  # one failing section must not lose the others' figures
+                fn(*((args, args.out) if section == "cli" else (args,)))
+                sync(args.device)
+            except Exception as e:  # noqa: BLE001 - recorded, reported, and the exit code says so
+                errors[section] = f"{type(e).__name__}: {e}"
+                print(f"[{section}] FAILED: {errors[section]}", file=sys.stderr, flush=True)
     if "throughput" in RESULTS:
         projection(args)
+    if errors:
+        RESULTS["errors"] = errors
     RESULTS["seconds"] = time.perf_counter() - t0
     (args.out / "gpu_check.json").write_text(json.dumps(RESULTS, indent=1, default=str) + "\n")
     (args.out / "gpu_check.md").write_text(markdown())
-    failed = [k for k, v in RESULTS.get("cli_smoke", {}).items() if v["rc"] or v["not_completed"] or not v["runs"]]
+    failed = list(errors)
+    failed += [k for k, v in RESULTS.get("cli_smoke", {}).items() if v["rc"] or v["not_completed"] or not v["runs"]]
     failed += [k for k, v in RESULTS.get("agreement", {}).get("runs", {}).items() if not v["ok"]]
     print(f"wrote {args.out}/gpu_check.json and .md in {RESULTS['seconds']:.0f} s; failed: {failed or 'none'}")
     return 1 if failed else 0
