@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from emergence.train import run
 from tests.conftest import ROOT
@@ -77,12 +78,8 @@ def test_gpu_check_runs_on_the_cpu(tmp_path):
     assert "## throughput" in (tmp_path / "gpu_check.md").read_text()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
 def test_gpu_check_without_cuda_says_what_to_do(tmp_path):
-    pytest.importorskip("torch")
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("a CUDA device is present")
     proc = bench("gpu_check", "--out", str(tmp_path))
     assert proc.returncode == 2 and "--device cpu --smoke" in proc.stderr
 
