@@ -34,6 +34,21 @@ BENCHES = {
 }
 
 
+def write(args, sections: list[str], seconds: float) -> None:
+    info = machine()
+    header = [
+        "# Benchmarks",
+        "",
+        f"Written by `python -m scripts.bench.all{' --smoke' if args.smoke else ''}` (`make bench`) at commit "
+        f"{info['commit']} on host {info['host']}, {info['cpu']} ({info['cores']} cores), torch {info['torch']}; "
+        f"{seconds:.0f} s in all. Each table says how it was measured; docs/benchmarks.md explains the methods and "
+        "the targets.",
+        "",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(header) + "\n" + "\n".join(sections))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench.md")
@@ -63,18 +78,7 @@ def main(argv=None) -> int:
                 tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
                 sections.append(f"## {name}\n\n`{shown}` FAILED (exit {proc.returncode})\n\n```\n{tail}\n```\n")
             print(sections[-1], flush=True)
-    info = machine()
-    header = [
-        "# Benchmarks",
-        "",
-        f"Written by `python -m scripts.bench.all{' --smoke' if args.smoke else ''}` (`make bench`) at commit "
-        f"{info['commit']} on host {info['host']}, {info['cpu']} ({info['cores']} cores), torch {info['torch']}; "
-        f"{time.perf_counter() - t_all:.0f} s in all. "
-        "Each table says how it was measured; docs/benchmarks.md explains the methods and the targets.",
-        "",
-    ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(header) + "\n" + "\n".join(sections))
+            write(args, sections, time.perf_counter() - t_all)  # after each benchmark: a stopped run keeps its tables
     print(f"wrote {args.out}; failed: {failed or 'none'}")
     return 1 if failed else 0
 
