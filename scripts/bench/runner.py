@@ -10,6 +10,8 @@ bookkeeping, divergence checks, logging) and setup, the step-0 evaluation and th
 Variants, interleaved per repeat (order rotated), medians over repeats:
 - ``runner``: measure and per-layer diagnostics off — the ratio runner / bare is the loop's own overhead;
 - ``runner + diagnostics``: ``diagnostics.every_steps`` at its default (50), counted separately;
+- ``runner, no gradient-norm check``: ``trainer.diverge_grad_norm=null`` (divergence from the loss only), which shows
+  what the per-step gradient norm of the divergence check costs;
 - evaluation (the validation split, ``data.eval_batch_size``) and the emergence measure at their defaults are timed
   per call and expressed as a share of one epoch of training.
 
@@ -157,6 +159,8 @@ def main(argv=None) -> int:
                 "bare loop": config(arch, args.data, steps, tmp),
                 "runner": config(arch, args.data, steps, tmp, "measure.enabled=false", "diagnostics.every_steps=0"),
                 "runner + diagnostics (default)": config(arch, args.data, steps, tmp, "measure.enabled=false"),
+                "runner, no gradient-norm check": config(arch, args.data, steps, tmp, "measure.enabled=false",
+                                                         "diagnostics.every_steps=0", "trainer.diverge_grad_norm=null"),
             }
             task = instantiate(cfgs["bare loop"].data).setup(torch.device("cpu"))
             stats = interleave(
@@ -164,6 +168,7 @@ def main(argv=None) -> int:
                     "bare loop": lambda c=cfgs["bare loop"], t=task: bare_loop(c, t),
                     "runner": lambda c=cfgs["runner"]: runner(c),
                     "runner + diagnostics (default)": lambda c=cfgs["runner + diagnostics (default)"]: runner(c),
+                    "runner, no gradient-norm check": lambda c=cfgs["runner, no gradient-norm check"]: runner(c),
                 },
                 args.repeats,
                 warmup=0 if args.smoke else 1,
