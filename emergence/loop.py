@@ -125,10 +125,16 @@ def train(
                 loss, stats = task.loss(model, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = None
-            if grad_clip is not None or diverge_grad_norm is not None:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip else math.inf))
-            loss_value = float(loss.detach())  # one host sync per step, needed for divergence detection
+            # Hot path (scripts/bench/runner.py): ONE host sync per step, needed for divergence detection, brings
+            # back the loss, the correct count and the gradient norm together. Without clipping the norm is only
+            # measured: clip_grad_norm_(.., inf) would also multiply every gradient by 1.0, a wasted pass.
+            checks = [loss.detach(), torch.as_tensor(stats["correct"], device=loss.device)]
+            if grad_clip:
+                checks.append(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+            elif diverge_grad_norm is not None:
+                checks.append(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
+            loss_value, correct, *norm = torch.stack([c.float() for c in checks]).tolist()
+            grad_norm = norm[0] if norm else None
             if not math.isfinite(loss_value) or (
                 diverge_grad_norm is not None and grad_norm is not None and not grad_norm <= diverge_grad_norm
             ):
@@ -149,7 +155,7 @@ def train(
             state["samples"] += n
             state["seen"] += n
             state["loss_sum"] += loss_value * n
-            state["correct"] += int(stats["correct"])
+            state["correct"] += int(correct)
             if on_step is not None:
                 extra = on_step(state["step"])
                 if extra:
