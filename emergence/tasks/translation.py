@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from emergence.bleu import corpus_bleu, write_translations
+from emergence.bleu import corpus_bleu, corpus_chrf, write_translations
 from emergence.data.translation import PAD, TranslationData, corpus_paths
 from emergence.decode import beam_search, greedy_decode
 
@@ -330,4 +330,5 @@ class TranslationTask:
             for i in range(min(self.num_samples, len(hyps))):
                 log.info("%s sample %d\n  src: %s\n  ref: %s\n  hyp: %s", split, i, srcs[i], refs[i], hyps[i])
         log.info("%s BLEU %.2f (beam %d, %d sentences) %s", split, score["score"], beam, len(ids), score["signature"])
-        return {"bleu": score["score"], "bleu_signature": score["signature"]}
+        chrf = corpus_chrf(hyps, refs)
+        return {"bleu": score["score"], "bleu_signature": score["signature"], "chrf": chrf["score"]}
