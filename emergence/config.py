@@ -12,6 +12,8 @@ import json
 
 from omegaconf import DictConfig, OmegaConf
 
+from emergence import protocol
+
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message says which key and what is allowed."""
@@ -49,6 +51,10 @@ def validate(cfg: DictConfig) -> None:
     for key in ("arch", "init", "data"):
         if _get(cfg, key) is None or OmegaConf.is_missing(cfg, key):
             raise ConfigError(f"choose {key}=... explicitly (see conf/{key}/ for the options); no default is applied")
+    try:
+        protocol.check_validation(cfg)  # validation is never the test set
+    except protocol.ValidationIsTestError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 RESULT_NEUTRAL = ("force", "logger", "paths", "run_dir", "labels", "hydra", "trainer.progress", "trainer.device")
