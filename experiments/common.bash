@@ -84,35 +84,111 @@ run_queue() {
   fi
 }
 
-# lr EXPERIMENT ARCH INIT [VARIANT] -> the LR chosen by experiments/lr_select.sh for that cell (exit 2 if none).
-# VARIANT: the cell's other overrides, space-separated ("" for none).
-lr() {
-  local vs=()
-  read -ra vs <<< "${4:-}"
-  "$PY" scripts/select_lr.py lookup --table "$LR_TABLE" --experiment "$1" --arch "$2" --init "$3" --variant "${vs[@]}"
-}
-
-# tuned EXPERIMENT ARCH INIT VARIANT SEEDS OVERRIDES... (VARIANT space-separated, "" for none): queue a reported cell at its selected LR
-tuned() {
-  local exp=$1 arch=$2 init=$3 variant=$4 seed_list=$5 chosen
-  shift 5
-  chosen=$(lr "$exp" "$arch" "$init" "$variant") || exit 2
-  local vs=()
-  read -ra vs <<< "$variant"
-  queue "$seed_list" "experiment=$exp" "arch=$arch" "init=$init" "${vs[@]}" "optim.lr=$chosen" "$@"
-}
-
 # grid EXPERIMENT ARCH INIT VARIANT RECIPE_LR OVERRIDES...: queue the LR-selection runs of a cell ({0.5, 1, 2} x the
 # recipe LR, selection seeds), named lr_<experiment> so they never mix with the reported runs
 grid() {
   local exp=$1 arch=$2 init=$3 variant=$4 base=$5 factor family vs=()
   shift 5
   read -ra vs <<< "$variant"
-  family=cnn
-  [[ $arch == mlp* ]] && family=mlp
-  [[ $arch == transformer* ]] && family=transformer
+  family=$(family_of "$arch")
   for factor in 0.5 1 2; do
     queue "$(selection_seeds $family)" "experiment=$exp" "name=lr_$exp" "arch=$arch" "init=$init" "${vs[@]}" \
       "optim.lr=$(awk "BEGIN { printf \"%.6g\", $base * $factor }")" "$@"
   done
+}
+
+# ---- what each profile runs (one source for lr_select.sh and the reporting scripts) --------------------------------
+# cells FAMILY -> one line per tuned cell: "EXPERIMENT DATA ARCH INIT RECIPE_LR [VARIANT...]" (DATA "-": the
+# experiment's own). Families: mlp, mlp_controls, cnn, cnn_controls, head3, translation.
+if [ "$HAS_ALPHA_RULE" = 1 ]; then LAYERWISE='optim.layerwise_lr={max_factor:2}'; else LAYERWISE='optim.layerwise_lr={alpha:1.2599}'; fi
+BASE_INITS="torch_default xavier kaiming gradinit emergence"
+cells() {
+  local exp data archs arch init d
+  case $1 in
+    mlp | mlp_controls)
+      if [ "$SCALE" = paper ]; then exp=mlp_paper; data="mnist fashion_mnist"; else exp=mlp_fashion_mnist; data=-; fi
+      archs=mlp
+      if [ "$SCALE" != cpu ] && [ "$SMOKE" != 1 ]; then archs="mlp mlp_bn"; fi
+      local lr=0.01
+      [ "$SCALE" = paper ] && lr=0.005
+      for d in $data; do for arch in $archs; do
+        if [ "$1" = mlp ]; then
+          for init in $BASE_INITS; do echo "$exp $d $arch $init $lr"; done
+        else
+          # the layer-wise-LR twin of the ramp is exact only without BN (docs/method.md): plain MLP only
+          if [ "$arch" = mlp ]; then echo "$exp $d $arch kaiming $lr $LAYERWISE"; fi
+          echo "$exp $d $arch kaiming $lr schedule.warmup_epochs=1"
+          echo "$exp $d $arch emergence $lr init.inverse=true"
+        fi
+      done; done ;;
+    cnn | cnn_controls)
+      [ "$SCALE" = cpu ] && return 0
+      local gi=""
+      if [ "$SCALE" = paper ]; then exp=cifar10_paper; archs="vgg19 vgg19_nobn resnet110 resnet110_nobn"
+      else exp=cnn_fashion_mnist; archs="vgg19 vgg19_nobn resnet20 resnet20_nobn"; gi="init.iterations=${GRADINIT_ITERATIONS:-78}"; fi
+      [ "$SMOKE" = 1 ] && archs=vgg19_nobn  # smoke: one architecture per family
+      if [ "$1" = cnn ]; then
+        for arch in $archs; do for init in $BASE_INITS; do
+          if [ "$init" = gradinit ]; then echo "$exp - $arch $init 0.1 $gi"; else echo "$exp - $arch $init 0.1"; fi
+        done; done
+      else
+        for arch in vgg19 vgg19_nobn; do
+          [ "$SMOKE" = 1 ] && [ "$arch" = vgg19 ] && continue
+          if [ "$arch" = vgg19_nobn ]; then echo "$exp - $arch kaiming 0.1 $LAYERWISE"; fi
+          echo "$exp - $arch kaiming 0.1 schedule.warmup_epochs=1"
+          echo "$exp - $arch emergence 0.1 init.inverse=true"
+        done
+      fi ;;
+    head3)  # the companion paper's classifier-only instance, once its presets exist
+      [ "$SCALE" = cpu ] || [ ! -f conf/init/classifier_good.yaml ] && return 0
+      exp=cnn_fashion_mnist
+      [ "$SCALE" = paper ] && exp=cifar10_paper
+      for arch in vgg19_head3 vgg19_head3_nobn; do
+        [ "$SMOKE" = 1 ] && [ "$arch" = vgg19_head3 ] && continue
+        for init in classifier_good classifier_medium classifier_low; do echo "$exp - $arch $init 0.1"; done
+      done ;;
+    translation)
+      [ "$SCALE" = cpu ] && return 0
+      if [ "$SCALE" = paper ]; then
+        for init in xavier fairseq_default gradinit emergence; do echo "iwslt14_paper - transformer_iwslt_de_en $init 5e-4"; done
+      else
+        for init in torch_default xavier fairseq_default emergence; do echo "translation_gettext - transformer_tiny $init 3e-3"; done
+      fi ;;
+    *) echo "unknown cell family $1" >&2; exit 2 ;;
+  esac
+}
+
+# family_of ARCH -> the seed family (mlp or other)
+family_of() { [[ $1 == mlp* ]] && echo mlp || echo other; }
+
+# run_cells FAMILY: queue the reported runs of every cell of FAMILY at its selected LR
+run_cells() {
+  local exp data arch init base rest
+  while read -r exp data arch init base rest; do
+    [ -z "$exp" ] && continue
+    local dv=()
+    [ "$data" != - ] && dv=("data=$data")
+    tuned_data "$exp" "$data" "$arch" "$init" "$rest" "$(seeds "$(family_of "$arch")")" "${dv[@]}"
+  done < <(cells "$1")
+}
+
+# tuned_data EXPERIMENT DATA ARCH INIT VARIANT SEEDS OVERRIDES...: tuned() with the data named in the lookup
+tuned_data() {
+  local exp=$1 data=$2 arch=$3 init=$4 variant=$5 seed_list=$6 chosen vs=()
+  shift 6
+  read -ra vs <<< "$variant"
+  chosen=$("$PY" scripts/select_lr.py lookup --table "$LR_TABLE" --experiment "$exp" --data "$data" --arch "$arch" \
+    --init "$init" --variant "${vs[@]}") || exit 2
+  queue "$seed_list" "experiment=$exp" "arch=$arch" "init=$init" "${vs[@]}" "optim.lr=$chosen" "$@"
+}
+
+# grid_cells FAMILY: queue the LR-selection runs of every cell of FAMILY
+grid_cells() {
+  local exp data arch init base rest
+  while read -r exp data arch init base rest; do
+    [ -z "$exp" ] && continue
+    local dv=()
+    [ "$data" != - ] && dv=("data=$data")
+    grid "$exp" "$arch" "$init" "$rest" "$base" "${dv[@]}"
+  done < <(cells "$1")
 }

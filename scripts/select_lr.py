@@ -34,7 +34,8 @@ import yaml
 from emergence.protocol import is_collapsed
 
 PREFIX = "lr_"
-IGNORED = ("optim.lr", "name", "trainer.cpu_threads", "diagnostics.every_steps")  # not part of a cell's identity
+IGNORED = ("optim.lr", "name", "trainer.cpu_threads", "diagnostics.every_steps", "data", "arch", "init", "debug",
+           "experiment", "seed")  # not part of a cell's identity
 FIELDS = ["experiment", "data", "arch", "init", "variant", "lr", "factor", "criterion", "n_runs", "n_completed",
           "n_diverged", "n_collapsed", "n_failed", "score", "scores", "chosen"]  # fmt: skip
 
@@ -192,14 +193,15 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def lookup(table: Path, experiment: str, arch: str, init: str, variant: list[str]) -> int:
+def lookup(table: Path, experiment: str, arch: str, init: str, variant: list[str], data: str = "-") -> int:
     if not table.exists():
         print(f"no LR selection table at {table}: run experiments/lr_select.sh first (same SCALE)", file=sys.stderr)
         return 2
     want = variant_key(variant)
     with open(table, newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["experiment"] == experiment]
-    match = [r for r in rows if r["arch"] == arch and r["init"] == init and r["variant"] == want and r["chosen"] == "1"]
+    match = [r for r in rows if r["arch"] == arch and r["init"] == init and r["variant"] == want
+             and r["chosen"] == "1" and data in ("-", r["data"])]  # fmt: skip
     if len(match) != 1:
         have = sorted({f"{r['arch']} {r['init']} [{r['variant']}]" for r in rows}) or ["none"]
         print(f"{table}: no single selected LR for {experiment} {arch} {init} [{want}] (found {len(match)}); cells "
@@ -222,9 +224,10 @@ def main(argv=None) -> int:
     q.add_argument("--arch", required=True)
     q.add_argument("--init", required=True)
     q.add_argument("--variant", nargs="*", default=[])
+    q.add_argument("--data", default="-", help="the data option ('-': the experiment's only one)")
     args = ap.parse_args(argv)
     if args.command == "lookup":
-        return lookup(Path(args.table), args.experiment, args.arch, args.init, args.variant)
+        return lookup(Path(args.table), args.experiment, args.arch, args.init, args.variant, args.data)
     runs_dir = Path(args.runs)
     rows = select(load(runs_dir), parse_criteria(args.criterion)) if runs_dir.is_dir() else []
     if not rows:

@@ -48,17 +48,19 @@ def runs(tmp_path):
 
 def _table(runs, tmp_path, *extra):
     out = tmp_path / "results"
-    assert select_lr.main(["select", "--runs", str(runs), "--out", str(out), "--criterion", "tr=val/nll:min", *extra]) == 0
+    args = ["select", "--runs", str(runs), "--out", str(out), "--criterion", "tr=val/nll:min", *extra]
+    assert select_lr.main(args) == 0
     return out
 
 
 def test_selection_picks_best_clean_point(runs, tmp_path, capsys):
     out = _table(runs, tmp_path)
     capsys.readouterr()
+    mlp = ["--experiment", "mlp", "--arch", "mlp", "--init"]
     cases = [
-        (["--experiment", "mlp", "--arch", "mlp", "--init", "kaiming"], "0.01"),
-        (["--experiment", "mlp", "--arch", "mlp", "--init", "emergence"], "0.01"),
-        (["--experiment", "mlp", "--arch", "mlp", "--init", "kaiming", "--variant", "schedule.warmup_epochs=1.0"], "0.02"),
+        ([*mlp, "kaiming"], "0.01"),
+        ([*mlp, "emergence"], "0.01"),
+        ([*mlp, "kaiming", "--variant", "schedule.warmup_epochs=1.0"], "0.02"),
         (["--experiment", "tr", "--arch", "transformer_tiny", "--init", "xavier"], "0.0015"),
     ]
     for args, want in cases:
