@@ -101,3 +101,31 @@ def test_tokenized_bleu_matches_hand_computation():
     assert tokenized_bleu(hyp, ref)["score"] != pytest.approx(corpus_bleu(hyp, ref)["score"])
     signature = tokenized_bleu(hyp, ref)["signature"]
     assert "tok:none" in signature and "smooth:none" in signature
+
+
+def test_keep_best_stores_the_best_val_bleu_and_scores_it_on_test(tmp_path):
+    from tests.test_translation_task import make_task, tiny_model, write_corpus
+
+    task = make_task(write_corpus(tmp_path / "xx_yy", n_train=200, n_eval=10), keep_best=True, tokenized_bleu=True)
+    task.run_dir = tmp_path
+    model = tiny_model(task)
+    path = tmp_path / "best_model.pt"
+    task._keep_if_best(model, 5.0, 10.0)
+    assert torch.load(path, weights_only=True)["epoch"] == 5.0
+    task._keep_if_best(model, 6.0, 9.0)  # worse: kept
+    task._keep_if_best(model, 7.0, 10.0)  # a tie is not better
+    assert torch.load(path, weights_only=True)["epoch"] == 5.0
+    task._keep_if_best(model, 8.0, 11.0)
+    assert torch.load(path, weights_only=True)["epoch"] == 8.0
+    task._keep_if_best(model, 2.0, 1.0)  # a file from a later epoch belongs to an earlier attempt: replaced
+    best = torch.load(path, weights_only=True)
+    assert best["epoch"] == 2.0 and best["val_bleu"] == 1.0
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)  # the final model now differs from the stored best
+    final = {k: v.clone() for k, v in model.state_dict().items()}
+    out = task.evaluate(model, "test", final=True)
+    assert {"bleu", "bleu_tok", "chrf", "best_bleu", "best_bleu_tok", "best_chrf", "best_epoch"} <= set(out)
+    assert out["best_epoch"] == 2.0 and (tmp_path / "translations.test.best.hyp").is_file()
+    assert all(torch.equal(final[k], v) for k, v in model.state_dict().items())  # the final weights are restored
+    assert not all(torch.equal(before[k], final[k]) for k in before)
