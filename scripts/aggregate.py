@@ -104,7 +104,9 @@ def aggregate(runs: list[dict]) -> list[dict]:
             for r in members
             if r.get("status") != "completed"
         )
-        collapsed = [f"{Path(r['_dir']).name}@{Path(r['_dir']).parent.name}: collapsed" for r in members if is_collapsed(r)]
+        collapsed = [
+            f"{Path(r['_dir']).name}@{Path(r['_dir']).parent.name}: collapsed" for r in members if is_collapsed(r)
+        ]
         row["problems"] = "; ".join(p for p in (row["problems"], *collapsed) if p)
         rows.append(row)
     return rows
