@@ -1,13 +1,15 @@
-# emergence: `make reproduce` (reduced CPU reproduction; SCALE=paper for the paper protocol on GPUs), `make test`.
+# emergence: `make reproduce` (SCALE=cpu: the MLP claims in <= 60 min on 2 cores; SCALE=cpu-full: the whole CPU
+# evidence set; SCALE=paper: the paper protocol on GPUs; JOBS=2 parallel runs on CPU), `make test`.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SCALE ?= cpu
+JOBS ?= 2
 DATA ?= $(or $(EMERGENCE_DATA),data)
 RUNS ?= $(or $(EMERGENCE_RUNS),runs)
 export EMERGENCE_DATA := $(DATA)
 export EMERGENCE_RUNS := $(RUNS)
-export PY
+export PY JOBS
 
 .PHONY: help install system-data data test test-full lint reproduce reproduce-smoke aggregate clean
 
@@ -32,6 +34,8 @@ system-data:  ## install the offline Debian data packages when missing (needs ro
 data: install system-data  ## datasets into $(DATA): torchvision when online, Debian packages offline
 	$(PY) scripts/prepare_data.py --root $(DATA) --datasets fashion_mnist $(if $(filter paper,$(SCALE)),mnist cifar10 cifar100,) --required fashion_mnist
 	test -f $(DATA)/ding_de_en/meta.json || $(PY) scripts/prepare_ding.py --src de --tgt en --out $(DATA)/ding_de_en
+	test -f $(DATA)/gettext_de_en/meta.json || $(PY) scripts/prepare_gettext.py --out $(DATA)/gettext_de_en \
+	  || echo "[data] no gettext De-En corpus: the cpu-full translation cells will not run (see README Translation)"
 
 test: install system-data  ## the fast test suite (CPU, no downloads)
 	$(PY) -m pytest -m "not slow and not gpu" -q
@@ -42,12 +46,13 @@ test-full: install system-data  ## every test, including the slow end-to-end one
 lint: install  ## ruff
 	$(VENV)/bin/ruff check emergence scripts tests
 
-reproduce: install data  ## run every experiment at SCALE (cpu|paper), then write tables and plots to results/
+reproduce: install data  ## run the profile SCALE=cpu|cpu-full|paper (JOBS in parallel), then tables and plots in results/
+	@case "$(SCALE)" in cpu|cpu-full|paper) ;; *) echo "SCALE must be cpu, cpu-full or paper; got '$(SCALE)'"; exit 2;; esac
 	SCALE=$(SCALE) bash experiments/run_all.sh
 	$(MAKE) --no-print-directory aggregate
 
-reproduce-smoke: install data  ## the same chain in minutes (debug=smoke, 1 seed)
-	SCALE=cpu SMOKE=1 EMERGENCE_RUNS=$(RUNS)/smoke bash experiments/run_all.sh
+reproduce-smoke: install data  ## the cpu-full chain in minutes (debug=smoke, 1 seed, one architecture per family)
+	SCALE=cpu-full SMOKE=1 EMERGENCE_RUNS=$(RUNS)/smoke RESULTS=$(RUNS)/smoke/results bash experiments/run_all.sh
 	$(PY) scripts/aggregate.py --runs $(RUNS)/smoke --out $(RUNS)/smoke/results
 	$(PY) scripts/plot.py --runs $(RUNS)/smoke --out $(RUNS)/smoke/results
 

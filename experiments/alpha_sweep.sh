@@ -7,14 +7,16 @@
 #     (L = 17, middle 8) at 4 and 12
 #   SCALE=cpu       the MLP;  SCALE=cpu-full / paper  also VGG-19 without BN
 source "$(dirname "$0")/common.bash"
-if [ "$HAS_ALPHA_RULE" = 1 ]; then ALPHAS=(init.max_factor=1.5 init.max_factor=4); else ALPHAS=(init.alpha=1.1447 init.alpha=1.5874); fi
 sweep() {  # sweep EXPERIMENT DATA ARCH TURNING_POINTS...
-  local exp=$1 data=$2 arch=$3 chosen dv=()
+  local exp=$1 data=$2 arch=$3 chosen dv=() alphas
   shift 3
+  if [ "$HAS_ALPHA_RULE" = 1 ]; then alphas=(init.max_factor=1.5 init.max_factor=4)
+  elif [[ $arch == mlp* ]]; then alphas=(init.alpha=1.1447 init.alpha=1.5874)  # 1.5^(1/3), 4^(1/3): L = 7
+  else alphas=(init.alpha=1.0520 init.alpha=1.1892); fi                        # 1.5^(1/8), 4^(1/8): L = 17
   [ "$data" != - ] && dv=("data=$data")
   chosen=$("$PY" scripts/select_lr.py lookup --table "$LR_TABLE" --experiment "$exp" --data "$data" --arch "$arch" \
     --init emergence) || exit 2
-  for v in "${ALPHAS[@]}" "${@/#/init.turning_point=}"; do
+  for v in "${alphas[@]}" "${@/#/init.turning_point=}"; do
     queue "$(seeds "$(family_of "$arch")")" "experiment=$exp" "arch=$arch" init=emergence "$v" "optim.lr=$chosen" "${dv[@]}"
   done
 }

@@ -100,8 +100,14 @@ grid() {
 # ---- what each profile runs (one source for lr_select.sh and the reporting scripts) --------------------------------
 # cells FAMILY -> one line per tuned cell: "EXPERIMENT DATA ARCH INIT RECIPE_LR [VARIANT...]" (DATA "-": the
 # experiment's own). Families: mlp, mlp_controls, cnn, cnn_controls, head3, translation.
-if [ "$HAS_ALPHA_RULE" = 1 ]; then LAYERWISE='optim.layerwise_lr={max_factor:2}'; else LAYERWISE='optim.layerwise_lr={alpha:1.2599}'; fi
+layerwise() {  # layerwise ARCH -> the layer-wise-LR control's override, the same ramp as the init's (extreme factor 2)
+  if [ "$HAS_ALPHA_RULE" = 1 ]; then echo 'optim.layerwise_lr={max_factor:2}'
+  elif [[ $1 == mlp* ]]; then echo 'optim.layerwise_lr={alpha:1.2599}'  # 2^(1/3), L = 7
+  else echo 'optim.layerwise_lr={alpha:1.0905}'; fi                      # 2^(1/8), L = 17 (VGG-19)
+}
 BASE_INITS="torch_default xavier kaiming gradinit emergence"
+TRANSLATION_INITS="torch_default xavier fairseq_default emergence"
+if [ "$SMOKE" = 1 ]; then BASE_INITS="kaiming gradinit emergence"; TRANSLATION_INITS="xavier fairseq_default emergence"; fi
 cells() {
   local exp data archs arch init d
   case $1 in
@@ -116,7 +122,7 @@ cells() {
           for init in $BASE_INITS; do echo "$exp $d $arch $init $lr"; done
         else
           # the layer-wise-LR twin of the ramp is exact only without BN (docs/method.md): plain MLP only
-          if [ "$arch" = mlp ]; then echo "$exp $d $arch kaiming $lr $LAYERWISE"; fi
+          if [ "$arch" = mlp ]; then echo "$exp $d $arch kaiming $lr $(layerwise "$arch")"; fi
           echo "$exp $d $arch kaiming $lr schedule.warmup_epochs=1"
           echo "$exp $d $arch emergence $lr init.inverse=true"
         fi
@@ -134,7 +140,7 @@ cells() {
       else
         for arch in vgg19 vgg19_nobn; do
           [ "$SMOKE" = 1 ] && [ "$arch" = vgg19 ] && continue
-          if [ "$arch" = vgg19_nobn ]; then echo "$exp - $arch kaiming 0.1 $LAYERWISE"; fi
+          if [ "$arch" = vgg19_nobn ]; then echo "$exp - $arch kaiming 0.1 $(layerwise "$arch")"; fi
           echo "$exp - $arch kaiming 0.1 schedule.warmup_epochs=1"
           echo "$exp - $arch emergence 0.1 init.inverse=true"
         done
@@ -152,7 +158,9 @@ cells() {
       if [ "$SCALE" = paper ]; then
         for init in xavier fairseq_default gradinit emergence; do echo "iwslt14_paper - transformer_iwslt_de_en $init 5e-4"; done
       else
-        for init in torch_default xavier fairseq_default emergence; do echo "translation_gettext - transformer_tiny $init 3e-3"; done
+        local small=""
+        [ "$SMOKE" = 1 ] && small="data.test_subset=64 data.bleu_max_sentences=64"  # beam search on 1000 is slow
+        for init in $TRANSLATION_INITS; do echo "translation_gettext - transformer_tiny $init 2e-3 $small"; done
       fi ;;
     *) echo "unknown cell family $1" >&2; exit 2 ;;
   esac
