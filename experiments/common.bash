@@ -1,6 +1,6 @@
 # Sourced by experiments/*.sh: the profile (SCALE), seeds, the job pool and the tuned-LR lookup (README "Results").
 #   SCALE=cpu|cpu-full|paper  which cells and seeds run (each script says what it runs at each scale)
-#   JOBS=2                    runs in parallel on CPU scales, one thread each (trainer.cpu_threads=1)
+#   JOBS=2                    runs in parallel on CPU scales, one thread each (trainer.cpu_threads defaults to 1)
 #   SMOKE=1                   every run shrunk by debug=smoke, one seed (run_all.sh sets it for make reproduce-smoke)
 #   LR_TABLE                  the LR selection table the reported runs read (default $RESULTS/lr_selection.csv)
 # Extra arguments of a script go to every run (e.g. trainer.device=cuda hydra/launcher=slurm at SCALE=paper).
@@ -49,7 +49,7 @@ queue() {
     QUEUE+=("$line")
   else
     for s in $seed_list; do
-      printf -v line '%q ' "$PY" -m emergence.train "$@" "seed=$s" trainer.cpu_threads=1 "${EXTRA[@]}"
+      printf -v line '%q ' "$PY" -m emergence.train "$@" "seed=$s" "${EXTRA[@]}"
       QUEUE+=("$line")
     done
   fi
