@@ -14,8 +14,10 @@ sweep() {  # sweep EXPERIMENT DATA ARCH TURNING_POINTS...
   elif [[ $arch == mlp* ]]; then alphas=(init.alpha=1.1447 init.alpha=1.5874)  # 1.5^(1/3), 4^(1/3): L = 7
   else alphas=(init.alpha=1.0520 init.alpha=1.1892); fi                        # 1.5^(1/8), 4^(1/8): L = 17
   [ "$data" != - ] && dv=("data=$data")
-  chosen=$("$PY" scripts/select_lr.py lookup --table "$LR_TABLE" --experiment "$exp" --data "$data" --arch "$arch" \
-    --init emergence) || exit 2
+  if [ "$DRY_RUN" = 1 ]; then chosen=SELECTED; else
+    chosen=$("$PY" scripts/select_lr.py lookup --table "$LR_TABLE" --experiment "$exp" --data "$data" --arch "$arch" \
+      --init emergence) || exit 2
+  fi
   for v in "${alphas[@]}" "${@/#/init.turning_point=}"; do
     queue "$(seeds "$(family_of "$arch")")" "experiment=$exp" "arch=$arch" init=emergence "$v" "optim.lr=$chosen" "${dv[@]}"
   done

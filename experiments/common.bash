@@ -3,6 +3,7 @@
 #   JOBS=2                    runs in parallel on CPU scales, one thread each (trainer.cpu_threads defaults to 1)
 #   SMOKE=1                   every run shrunk by debug=smoke, one seed (run_all.sh sets it for make reproduce-smoke)
 #   LR_TABLE                  the LR selection table the reported runs read (default $RESULTS/lr_selection.csv)
+#   DRY_RUN=1                 print the commands instead of running them (the selected LRs as optim.lr=SELECTED)
 # Extra arguments of a script go to every run (e.g. trainer.device=cuda hydra/launcher=slurm at SCALE=paper).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -10,6 +11,7 @@ PY=${PY:-.venv/bin/python}
 SCALE=${SCALE:-cpu}
 JOBS=${JOBS:-2}
 SMOKE=${SMOKE:-0}
+DRY_RUN=${DRY_RUN:-0}
 RESULTS=${RESULTS:-results}
 LR_TABLE=${LR_TABLE:-$RESULTS/lr_selection.csv}
 RUNS_DIR=${EMERGENCE_RUNS:-runs}
@@ -61,6 +63,7 @@ queue() {
 run_queue() {
   local n=${#QUEUE[@]} list logs jobs=$JOBS failed
   [ "$n" -eq 0 ] && return 0
+  if [ "$DRY_RUN" = 1 ]; then printf '%s\n' "${QUEUE[@]}"; QUEUE=(); return 0; fi
   [ "$SCALE" = paper ] && [ "$SMOKE" != 1 ] && jobs=1
   logs="$RUNS_DIR/.logs"
   mkdir -p "$logs"
@@ -120,9 +123,8 @@ cells() {
       for d in $data; do for arch in $archs; do
         if [ "$1" = mlp ]; then
           for init in $BASE_INITS; do echo "$exp $d $arch $init $lr"; done
-        else
-          # the layer-wise-LR twin of the ramp is exact only without BN (docs/method.md): plain MLP only
-          if [ "$arch" = mlp ]; then echo "$exp $d $arch kaiming $lr $(layerwise "$arch")"; fi
+        elif [ "$arch" = mlp ]; then  # the controls on the plain MLP; under BN they run on VGG-19 (cnn_controls)
+          echo "$exp $d $arch kaiming $lr $(layerwise "$arch")"
           echo "$exp $d $arch kaiming $lr schedule.warmup_epochs=1"
           echo "$exp $d $arch emergence $lr init.inverse=true"
         fi
@@ -185,8 +187,10 @@ tuned_data() {
   local exp=$1 data=$2 arch=$3 init=$4 variant=$5 seed_list=$6 chosen vs=()
   shift 6
   read -ra vs <<< "$variant"
-  chosen=$("$PY" scripts/select_lr.py lookup --table "$LR_TABLE" --experiment "$exp" --data "$data" --arch "$arch" \
-    --init "$init" --variant "${vs[@]}") || exit 2
+  if [ "$DRY_RUN" = 1 ]; then chosen=SELECTED; else
+    chosen=$("$PY" scripts/select_lr.py lookup --table "$LR_TABLE" --experiment "$exp" --data "$data" --arch "$arch" \
+      --init "$init" --variant "${vs[@]}") || exit 2
+  fi
   queue "$seed_list" "experiment=$exp" "arch=$arch" "init=$init" "${vs[@]}" "optim.lr=$chosen" "$@"
 }
 

@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
+if [ "${DRY_RUN:-0}" = 1 ]; then echo "$PY scripts/emergence_vs_alpha.py (SCALE=${SCALE:-cpu})"; exit 0; fi
 if [ "${SMOKE:-0}" = 1 ]; then exec "$PY" scripts/emergence_vs_alpha.py --arch mlp --seeds 0 --out "${RESULTS:-${EMERGENCE_RUNS:-runs}/results}"; fi
 if [ "${SCALE:-cpu}" = paper ]; then
   "$PY" scripts/emergence_vs_alpha.py --arch mlp --data fashion_mnist --out "${RESULTS:-results}" "$@"

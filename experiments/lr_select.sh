@@ -8,6 +8,7 @@ source "$(dirname "$0")/common.bash"
 for family in mlp mlp_controls cnn cnn_controls head3 translation; do grid_cells $family; done
 status=0
 run_queue || status=$?
+[ "$DRY_RUN" = 1 ] && exit 0
 "$PY" scripts/select_lr.py select --runs "$RUNS_DIR" --out "$RESULTS" --criterion translation_gettext=val/nll:min \
   --criterion iwslt14_paper=val/nll:min
 exit $status
