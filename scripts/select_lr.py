@@ -8,6 +8,8 @@ under the experiment name ``lr_<experiment>``. This script reads those run dirs 
   ``chosen = 1`` on the selected LR;
 - ``<out>/lr_selection.md``: the same as one table, the chosen LR in bold.
 
+A cell whose grid misses a point or has unfinished or failed runs chooses nothing, and ``lookup`` says so.
+
 Criterion: the last value of the validation metric in ``metrics.jsonl`` (the end of the run's budget), mean over the
 selection seeds; the task's target metric by default (val/acc, higher is better), ``--criterion EXP=val/nll:min`` per
 experiment. A grid point where any seed diverged, failed or collapsed ranks below every clean one; ties go to the LR
@@ -161,7 +163,9 @@ def select(runs: list[dict], criteria: dict[str, tuple[str, bool]]) -> list[dict
                 "n_failed": sum(r.get("status") not in ("completed", "diverged") for r in members),
                 "score": score, "scores": " ".join(f"{s:.6g}" for s in scores if s is not None), "chosen": 0,
             })  # fmt: skip
-        min(cell_rows, key=lambda row, h=higher, m=recipe: _rank(row, h, m))["chosen"] = 1
+        complete = len(lrs) >= 3 and all(r["n_failed"] == 0 for r in cell_rows)
+        if complete:  # a grid with a missing point or unfinished/failed runs chooses nothing (lookup says so)
+            min(cell_rows, key=lambda row, h=higher, m=recipe: _rank(row, h, m))["chosen"] = 1
         rows += cell_rows
     return rows
 
@@ -188,8 +192,8 @@ def markdown(rows: list[dict]) -> str:
                 text += f" ({r['n_diverged']} div, {r['n_collapsed']} coll)"
             cells.append(f"**{text}**" if r["chosen"] else text)
         cells += ["–"] * (3 - len(cells))
-        chosen = next(r["lr"] for r in rs if r["chosen"])
-        lines.append("| " + " | ".join([*cell[:4], cell[4] or "–", cell[5], *cells[:3], f"{chosen:g}"]) + " |")
+        chosen = next((f"{r['lr']:g}" for r in rs if r["chosen"]), "incomplete")
+        lines.append("| " + " | ".join([*cell[:4], cell[4] or "–", cell[5], *cells[:3], chosen]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -202,6 +206,10 @@ def lookup(table: Path, experiment: str, arch: str, init: str, variant: list[str
         rows = [r for r in csv.DictReader(f) if r["experiment"] == experiment]
     match = [r for r in rows if r["arch"] == arch and r["init"] == init and r["variant"] == want
              and r["chosen"] == "1" and data in ("-", r["data"])]  # fmt: skip
+    if not match and any(r["arch"] == arch and r["init"] == init and r["variant"] == want for r in rows):
+        print(f"{table}: the LR selection of {experiment} {arch} {init} [{want}] is incomplete (a grid point is "
+              "missing or has unfinished or failed runs): rerun experiments/lr_select.sh", file=sys.stderr)
+        return 2
     if len(match) != 1:
         have = sorted({f"{r['arch']} {r['init']} [{r['variant']}]" for r in rows}) or ["none"]
         print(f"{table}: no single selected LR for {experiment} {arch} {init} [{want}] (found {len(match)}); cells "

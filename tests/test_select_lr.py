@@ -87,3 +87,18 @@ def test_variant_key_normalizes_what_hydra_may_spell_differently():
     b = select_lr.variant_key(["optim.layerwise_lr={max_factor: 2}", "init.inverse=true", "name=lr_x"])
     assert a == b == 'init.inverse=true,optim.layerwise_lr={"max_factor": 2}'
     assert select_lr.variant_key([]) == ""
+
+
+def test_an_incomplete_grid_chooses_nothing(tmp_path, capsys):
+    r = tmp_path / "runs"
+    _run(r, "mlp", "xavier", 0.005, 100, [0.8])
+    _run(r, "mlp", "xavier", 0.01, 100, [0.5], status="running")  # interrupted
+    _run(r, "mlp", "xavier", 0.02, 100, [0.7])
+    _run(r, "mlp", "kaiming", 0.005, 100, [0.8])  # the other two points never ran
+    out = tmp_path / "results"
+    assert select_lr.main(["select", "--runs", str(r), "--out", str(out)]) == 0
+    assert "| incomplete |" in (out / "lr_selection.md").read_text()
+    for init in ("xavier", "kaiming"):
+        args = ["lookup", "--table", str(out / "lr_selection.csv"), "--experiment", "mlp", "--arch", "mlp"]
+        assert select_lr.main([*args, "--init", init]) == 2
+        assert "is incomplete" in capsys.readouterr().err
