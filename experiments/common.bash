@@ -79,7 +79,8 @@ run_queue() {
     else echo "  [$id] FAILED (log: $log)  ${cmd#* -m emergence.train }"; echo x >> "$LOGS/failed"; fi' _ < "$list" || true
   rm -f "$list"
   QUEUE=()
-  failed=$(wc -l < "$logs/failed" 2>/dev/null || echo 0)
+  failed=0
+  [ -f "$logs/failed" ] && failed=$(wc -l < "$logs/failed")
   rm -f "$logs/failed"
   if [ "$failed" -gt 0 ]; then
     echo "[$(basename "$0")] $failed of $n commands failed (logs above); rerun to retry them" >&2
