@@ -59,7 +59,7 @@ queue() {
 
 # run_queue: every queued command, JOBS at a time (one at a time at SCALE=paper, where the launcher parallelizes);
 # each run's output goes to $RUNS_DIR/.logs/, one status line per run here. Finished runs are skipped by the runner,
-# so rerunning a script resumes it. Returns the number of failed commands (0 = all done; diverged runs count as done).
+# so rerunning a script resumes it. Returns 1 if a command failed (diverged runs count as done), else 0.
 run_queue() {
   local n=${#QUEUE[@]} list logs jobs=$JOBS failed
   [ "$n" -eq 0 ] && return 0
