@@ -11,7 +11,7 @@ export EMERGENCE_DATA := $(DATA)
 export EMERGENCE_RUNS := $(RUNS)
 export PY JOBS
 
-.PHONY: help install system-data data test test-full lint reproduce reproduce-smoke aggregate clean
+.PHONY: help install system-data chromium data test test-full lint reproduce reproduce-smoke aggregate report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -31,35 +31,47 @@ system-data:  ## install the offline Debian data packages when missing (needs ro
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist trans-de-en; \
 	else echo "[data] offline packages missing: sudo apt-get install dataset-fashion-mnist trans-de-en"; fi
 
+chromium:  ## install Debian's chromium for the report's browser test when missing (needs root and apt-get)
+	@if command -v chromium >/dev/null || [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "[chromium] missing: sudo apt-get install chromium (tests/test_report_browser.py is skipped without it)"; fi
+
 data: install system-data  ## datasets into $(DATA): torchvision when online, Debian packages offline
 	$(PY) scripts/prepare_data.py --root $(DATA) --datasets fashion_mnist $(if $(filter paper,$(SCALE)),mnist cifar10 cifar100,) --required fashion_mnist
 	test -f $(DATA)/ding_de_en/meta.json || $(PY) scripts/prepare_ding.py --src de --tgt en --out $(DATA)/ding_de_en
 	test -f $(DATA)/gettext_de_en/meta.json || $(PY) scripts/prepare_gettext.py --out $(DATA)/gettext_de_en \
 	  || echo "[data] no gettext De-En corpus: the cpu-full translation cells will not run (see README Translation)"
 
-test: install system-data  ## the fast test suite (CPU, no downloads)
+test: install system-data chromium  ## the fast test suite (CPU, no downloads)
 	$(PY) -m pytest -m "not slow and not gpu" -q
 
-test-full: install system-data  ## every test, including the slow end-to-end ones
+test-full: install system-data chromium  ## every test, including the slow end-to-end ones
 	$(PY) -m pytest -q
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check emergence scripts tests
 
-reproduce: install data  ## run the profile SCALE=cpu|cpu-full|paper (JOBS in parallel), then tables and plots in results/
+reproduce: install data  ## run the profile SCALE=cpu|cpu-full|paper (JOBS at once), then tables, plots, verdicts in results/
 	@case "$(SCALE)" in cpu|cpu-full|paper) ;; *) echo "SCALE must be cpu, cpu-full or paper; got '$(SCALE)'"; exit 2;; esac
 	SCALE=$(SCALE) bash experiments/run_all.sh
 	$(MAKE) --no-print-directory aggregate
+	$(MAKE) --no-print-directory report
 
 reproduce-smoke: install data  ## the cpu-full chain in minutes (debug=smoke, 1 seed, one architecture per family)
 	SCALE=cpu-full SMOKE=1 EMERGENCE_RUNS=$(RUNS)/smoke RESULTS=$(RUNS)/smoke/results bash experiments/run_all.sh
 	$(PY) scripts/aggregate.py --runs $(RUNS)/smoke --out $(RUNS)/smoke/results
 	$(PY) scripts/plot.py --runs $(RUNS)/smoke --out $(RUNS)/smoke/results
+	$(PY) scripts/report.py --runs $(RUNS)/smoke --out $(RUNS)/smoke/results
 
 aggregate:  ## tables and plots from the run dirs
 	$(PY) scripts/aggregate.py --runs $(RUNS) --out results
 	$(PY) scripts/plot.py --runs $(RUNS) --out results
 	@echo "tables: results/summary.md"
+
+report:  ## verdict per paper claim (conf/claims.yaml) and one self-contained page: results/verdict.md, report.html
+	$(PY) scripts/report.py --runs $(RUNS) --out results
+	@echo "verdicts: results/verdict.md; report: results/report.html"
 
 clean:  ## remove run outputs (keeps data and .venv)
 	rm -rf $(RUNS) outputs multirun

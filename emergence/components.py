@@ -5,6 +5,7 @@ Kept out of ``train.py`` so that ``run(cfg)`` stays one readable page.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from pathlib import Path
@@ -42,18 +43,29 @@ def set_rng(rng: dict) -> None:
 
 
 def initialize(initializer, model, example, task, seed, device, run_dir: Path, fingerprint: str, use_cache=True):
-    """Apply the initializer; returns (stats, seconds). GradInit gets the task and its result is cached."""
+    """Apply the initializer as the contract in emergence/init/__init__.py says; returns (stats, seconds).
+
+    Every data-dependent initializer that takes ``batches=`` gets ``task.init_batches(initializer.batch_size, ...)``
+    from the ``init_data`` stream. Compatibility path: an initializer whose call has no ``batches`` parameter (GradInit
+    today) gets ``task=`` and ``device=`` as before. An initializer with ``cache = True`` and ``save``/``load`` has its
+    result cached in the run dir under the config fingerprint and reused on a rerun.
+    """
     generator = seeding.generator(seed, "init")
     t0 = time.perf_counter()
     if not getattr(initializer, "needs_data", False):
         return initializer(model, example, generator), time.perf_counter() - t0
+    cached = bool(getattr(initializer, "cache", False))
     cache = run_dir / "init_cache.pt"
-    stats = initializer.load(model, cache, key=fingerprint) if initializer.cache and use_cache else None
+    stats = initializer.load(model, cache, key=fingerprint) if cached and use_cache else None
     if stats is not None:
         log.info("reusing the learned init cached in %s", cache)
         return stats, float(stats.get("gradinit/time_s", time.perf_counter() - t0))
-    stats = initializer(model, example, generator, task=task, device=device)
-    if initializer.cache:
+    if "batches" in inspect.signature(initializer.__call__).parameters:
+        batches = task.init_batches(initializer.batch_size, seeding.generator(seed, "init_data"))
+        stats = initializer(model, example, generator, batches=batches)
+    else:  # GradInit until it takes batches=: it draws its own batches from the task
+        stats = initializer(model, example, generator, task=task, device=device)
+    if cached:
         initializer.save(cache, key=fingerprint)
     return stats, time.perf_counter() - t0
 

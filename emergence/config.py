@@ -40,7 +40,11 @@ def validate(cfg: DictConfig) -> None:
         ("optim.weight_decay", lambda v: isinstance(v, (int, float)) and v >= 0, "a number >= 0"),
         ("arch.depth", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
         ("arch.width", lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0"),
-        ("init.alpha", lambda v: isinstance(v, (int, float)) and v > 0, "a number > 0 (1 = base init)"),
+        (
+            "init.alpha",
+            lambda v: v is None or (isinstance(v, (int, float)) and v > 0),
+            "null (the max_factor rule) or a number > 0 (1 = base init)",
+        ),
     ]
     for key, ok, allowed in checks:
         value = _get(cfg, key, default="__absent__")

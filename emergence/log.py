@@ -58,15 +58,17 @@ class WandbSink:
         if mode == "online" and not (os.environ.get("WANDB_API_KEY") or _netrc_has_wandb()):
             log.warning("logger.mode=online but no W&B API key is configured: logging offline instead")
             mode = "offline"
+        labels = dict(t.split(":", 1) for t in tags if ":" in t)  # the runner's tags are "<key>:<value>"
         self.run = wandb.init(
             project=self.project,
             entity=self.entity,
             mode=mode,
             dir=str(run_dir),
             name=name,
-            group=group,
+            group=group,  # the experiment: one sweep's runs share it
+            job_type=labels.get("init"),  # W&B's grouping by job type gives the seed band per init
             tags=list(tags),
-            config=config,
+            config=wandb_config(config, group, labels),
             id=resume_id,
             resume="allow" if resume_id else None,
             reinit=True,
@@ -81,6 +83,24 @@ class WandbSink:
         if self.run is not None:
             self.run.finish(exit_code=exit_code)
             self.run = None
+
+
+def wandb_config(config: dict, experiment: str, labels: dict) -> dict:
+    """The run's W&B config: flat keys to filter and group on (experiment, init, arch, dataset, alpha, inverse, seed)
+    beside the resolved config, whose nested ``init`` and ``arch`` nodes move to ``init_cfg`` and ``arch_cfg``."""
+    init_cfg, arch_cfg = config.get("init"), config.get("arch")
+    init_node = init_cfg if isinstance(init_cfg, dict) else {}
+    flat = {
+        "experiment": experiment,
+        "init": labels.get("init"),
+        "arch": labels.get("arch"),
+        "dataset": labels.get("data"),
+        "alpha": init_node.get("alpha"),
+        "inverse": init_node.get("inverse"),
+        "seed": config.get("seed"),
+    }
+    rest = {k: v for k, v in config.items() if k not in ("init", "arch")}
+    return {**rest, **flat, "init_cfg": init_cfg, "arch_cfg": arch_cfg}
 
 
 def _netrc_has_wandb() -> bool:

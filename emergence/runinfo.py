@@ -153,6 +153,8 @@ def summarize(result, final, tracker, metric, init_s, n_params, init_stats) -> d
         "wall_s": result["wall"],
         "init_s": init_s,
         "n_params": n_params,
+        "alpha": init_stats.get("alpha"),
+        "n_units": init_stats.get("n_units"),
         "alpha_max_factor": init_stats.get("alpha_max_factor"),
         "summary": summary,
     }

@@ -1,8 +1,10 @@
-"""Separate random streams for model build, init, data order, GradInit batches, training noise and probes.
+"""Separate random streams for model build, init, data order, training noise, probes and the init's data.
 
 One integer ``seed`` per run is expanded into independent, named streams with numpy's SeedSequence, so that changing
 the initializer (which draws from the ``init`` stream) never changes the data order a seed sees (``data`` stream), and
-changing the data never changes the weights.
+changing the data never changes the weights. ``init_data`` feeds the batches a data-dependent initializer sees
+(``task.init_batches``), so such an initializer never shifts the training data order either. The numbers are part of
+every stream's identity: never renumber an existing stream (that would change every seed's results).
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-STREAMS = {"model": 0, "init": 1, "data": 2, "gradinit": 3, "train": 4, "probe": 5, "split": 6}
+# 3 and 6 were "gradinit" and "split", which nothing drew from; they stay unused so no other stream ever changes.
+STREAMS = {"model": 0, "init": 1, "data": 2, "train": 4, "probe": 5, "init_data": 7}
 
 
 def stream_seed(seed: int, stream: str) -> int:

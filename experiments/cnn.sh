@@ -8,7 +8,8 @@
 #                   every 20 steps, after epoch 1 and at the end. GradInit takes 78 iterations (1.5 passes over the
 #                   10k images, the data budget of its 390 iterations over CIFAR's 50k)
 #   SCALE=paper     CIFAR-10 (5,000 training images held out for validation), VGG-19 and ResNet-110 (+/- BN),
-#                   GradInit's 200-epoch recipe (GPU; add hydra/launcher=slurm trainer.device=cuda)
+#                   GradInit's 200-epoch recipe (GPU; add hydra/launcher=slurm trainer.device=cuda); also GradInit's
+#                   own baseline init (kaiming_fan_out_gradinit)
 source "$(dirname "$0")/common.bash"
 run_cells cnn
 run_cells head3

@@ -137,7 +137,9 @@ cells() {
       else exp=cnn_fashion_mnist; archs="vgg19 vgg19_nobn resnet20 resnet20_nobn"; gi="init.iterations=${GRADINIT_ITERATIONS:-78}"; fi
       [ "$SMOKE" = 1 ] && archs=vgg19_nobn  # smoke: one architecture per family
       if [ "$1" = cnn ]; then
-        for arch in $archs; do for init in $BASE_INITS; do
+        local inits=$BASE_INITS
+        [ "$SCALE" = paper ] && inits="$BASE_INITS kaiming_fan_out_gradinit"  # GradInit's own baseline init
+        for arch in $archs; do for init in $inits; do
           if [ "$init" = gradinit ]; then echo "$exp - $arch $init 0.1 $gi"; else echo "$exp - $arch $init 0.1"; fi
         done; done
       else

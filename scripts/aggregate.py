@@ -84,6 +84,8 @@ def aggregate(runs: list[dict]) -> list[dict]:
             "n_collapsed": sum(is_collapsed(r) for r in members),
             "n_failed": sum(r.get("status") not in ("completed", "diverged") for r in members),
             "n_reached_target": sum(r["summary"].get("steps_to_target") is not None for r in done),
+            "alpha": next((r.get("alpha") for r in members), None),
+            "n_units": next((r.get("n_units") for r in members), None),
             "alpha_max_factor": next((r.get("alpha_max_factor") for r in members), None),
         }
         for col, tmpl in METRICS:
@@ -120,6 +122,13 @@ def fmt(mean, sd, n, pct=False, digits=2):
     return text if n else "–"
 
 
+def init_label(r: dict) -> str:
+    """The init's name, with alpha, the number of ramp units L and the extreme factor for the emergence ramp."""
+    if r.get("alpha") is None or r.get("n_units") is None or r.get("alpha_max_factor") is None:
+        return r["init"]
+    return f"{r['init']} (α {r['alpha']:.4g}, L {r['n_units']}, ×{r['alpha_max_factor']:.3g})"
+
+
 def markdown(rows: list[dict], title: str) -> str:
     lines = [
         f"## {title}",
@@ -133,7 +142,7 @@ def markdown(rows: list[dict], title: str) -> str:
         reached = f" ({r['n_reached_target']}/{r['n_seeds']})" if r["n_seeds"] else ""
         cells = [fmt(r[f"{c}_mean"], r[f"{c}_sd"], r[f"{c}_n"], pct) for c in ("init", "epoch1", "final", "best")]
         lines.append(
-            f"| {r['data']} | {r['arch']} | {r['init']} | {r['variant'] or '–'} | {r['n_seeds']} | "
+            f"| {r['data']} | {r['arch']} | {init_label(r)} | {r['variant'] or '–'} | {r['n_seeds']} | "
             + " | ".join(cells)
             + f" | {fmt(r['test_final_mean'], r['test_final_sd'], r['test_final_n'], pct)} | "
             f"{fmt(r['epochs_to_target_mean'], r['epochs_to_target_sd'], r['epochs_to_target_n'])}{reached} | "

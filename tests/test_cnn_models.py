@@ -212,3 +212,18 @@ def test_width_scales_channels() -> None:
 def test_invalid_arch_kwargs_raise_naming_the_config_key(cls, kwargs: dict, key: str) -> None:
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         cls((3, 32, 32), 10, **kwargs)
+
+
+def test_resnet_fixup_option_adds_the_scalars_and_drops_conv_biases():
+    plain = ResNet((3, 32, 32), 10, depth=20, norm="none")
+    fixup = ResNet((3, 32, 32), 10, depth=20, norm="none", fixup=True)
+    conv_biases = sum(m.bias.numel() for m in plain.modules() if isinstance(m, torch.nn.Conv2d))
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert conv_biases == 688 and n(fixup) == n(plain) - 688 + 5 * 9 + 2 == 268_393
+    assert all(m.bias is None for m in fixup.modules() if isinstance(m, torch.nn.Conv2d))
+    scalars = {k: p for k, p in fixup.named_parameters() if p.numel() == 1}
+    assert sum(k.endswith("scale") for k in scalars) == 9
+    assert all(p.item() == 1 for k, p in scalars.items() if "scale" in k)
+    assert all(p.item() == 0 for k, p in scalars.items() if "scale" not in k)
+    with pytest.raises(ValueError, match="arch.fixup=true needs arch.norm=none"):
+        ResNet((3, 32, 32), 10, depth=20, norm="batch", fixup=True)

@@ -10,7 +10,9 @@ import torch
 from hydra.utils import instantiate
 
 from emergence import seeding
+from emergence.components import initialize
 from emergence.config import ConfigError, validate
+from emergence.init import InitNotApplicable
 from tests.conftest import CONF, ROOT, compose_train
 
 ARCHS = sorted(p.stem for p in (CONF / "arch").glob("*.yaml"))
@@ -20,15 +22,20 @@ EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 
 def data_overrides(arch: str, init: str, tmp_path) -> list[str]:
-    """Image archs: synthetic 1x8x8 images (width 1/8 for VGG/ResNet). Transformers: a tiny xx->yy corpus, d 32."""
+    """Image archs: synthetic 1x8x8 images (width 1/8 for VGG/ResNet). Transformers: a tiny xx->yy corpus, d 32.
+
+    A learned init (one with ``iterations``/``batch_size`` keys) runs 2 iterations on small batches.
+    """
+    keys = set(compose_train([f"arch={arch}", f"init={init}"], tmp_path).init)
+    small = [f"init.{k}={v}" for k, v in (("iterations", 2), ("max_iterations", 2)) if k in keys]
     if arch.startswith("transformer"):
         from tests.test_translation_task import corpus_overrides, write_corpus
 
         corpus = write_corpus(tmp_path / "corpus", n_train=60, n_eval=8)
         out = [*corpus_overrides(tmp_path, corpus), "arch.d_model=32", "arch.ffn_dim=64"]
-        return out + (["init.iterations=2", "init.batch_size=300"] if init == "gradinit" else [])
+        return out + small + (["init.batch_size=300"] if "batch_size" in keys else [])
     out = ["data=synthetic"] + (["arch.width=0.125"] if arch.startswith(("vgg", "resnet")) else [])
-    return out + (["init.iterations=2", "init.batch_size=16"] if init == "gradinit" else [])
+    return out + small + (["init.batch_size=16"] if "batch_size" in keys else [])
 
 
 def build(cfg):
@@ -44,13 +51,19 @@ def test_every_arch_and_init_composes_and_instantiates(arch, init, tmp_path):
     validate(cfg)
     task, model = build(cfg)
     initializer = instantiate(cfg.init)
-    if getattr(initializer, "needs_data", False):
-        stats = initializer(
-            model, task.example_inputs(), seeding.generator(0, "init"), task=task, device=torch.device("cpu")
-        )
-    else:
-        stats = initializer(model, task.example_inputs(), seeding.generator(0, "init"))
+    if init.startswith("classifier_") and not arch.startswith(("vgg", "cnn")):  # the models with a classifier module
+        with pytest.raises(ConfigError, match="init.layers=classifier"):
+            initializer(model, task.example_inputs(), seeding.generator(0, "init"))
+        return
+    args = (initializer, model, task.example_inputs(), task, 0, torch.device("cpu"), tmp_path, "fp", False)
+    try:
+        stats, _ = initialize(*args)
+    except InitNotApplicable as exc:  # a rule for another family (Fixup, T-Fixup) must say which option to choose
+        assert "arch" in str(exc) and f"init={init}" in str(exc)
+        return
     assert isinstance(stats, dict) and stats
+    if init == "emergence":  # alpha from the max_factor rule: the extreme factor is 2 on every architecture
+        assert stats["alpha_max_factor"] == pytest.approx(2.0) and stats["n_units"] >= 2
     optimizer = instantiate(cfg.optim)(model, example=task.example_inputs())
     instantiate(cfg.schedule)(optimizer, 10, 2)
     loss, _ = task.loss(model, next(task.train_batches(16, seeding.generator(0, "data"))))
@@ -111,6 +124,7 @@ def cli(*args, env):
     "args, message",
     [
         (["arch=mlp", "init=emergence", "init.alpha=-1"], "init.alpha=-1"),
+        (["arch=mlp", "init=classifier_good"], "init.layers=classifier"),
         (["arch=mlp", "init=emergence", "arch.depth=0"], "arch.depth=0"),
         (["arch=mlp", "init=nope"], "Could not find 'init/nope'"),
         (["arch=resnet9000", "init=kaiming"], "Could not find 'arch/resnet9000'"),

@@ -1,4 +1,4 @@
-"""GradInit (GRADINIT.md): objective steps lower the lookahead loss, constraint steps lower ‖g‖, clamps hold, BN
+"""GradInit (docs/gradinit.md): objective steps lower the lookahead loss, constraint steps lower ‖g‖, clamps hold, BN
 buffers / flags / zero tensors / directions are untouched, results are seeded and cacheable, double backward works."""
 
 from __future__ import annotations
@@ -129,17 +129,57 @@ def test_rescale_adam_moves_each_scale_by_lr_per_step():
     )
     for _ in range(6):
         alpha = opt.step(torch.tensor([5.0, -0.2, 3.0]), "objective")
-    assert alpha[0] == pytest.approx(0.94, abs=1e-9)  # clipped to 1: exactly lr per step (GRADINIT.md §1.7)
+    assert alpha[0] == pytest.approx(0.94, abs=1e-9)  # clipped to 1: exactly lr per step (docs/gradinit.md)
     assert alpha[1] > 1 and alpha[2] == 0.97
 
 
-@pytest.mark.parametrize("second_moment, first_objective_step", [("shared", 0.1 / 0.19), ("separate", 1.0)])
-def test_rescale_adam_bias_correction_follows_the_variant(second_moment, first_objective_step):
-    one = torch.ones(1)
-    opt = RescaleAdam(1, 1e-2, (0.9, 0.999), 1e-8, 1.0, 0 * one, math.inf * one, second_moment)
+def rescale_adam(n=1, second_moment="shared", lower=0.0, lr=1e-2):
+    one = torch.ones(n, dtype=torch.float64)
+    return RescaleAdam(n, lr, (0.9, 0.999), 1e-8, 1.0, lower * one, math.inf * one, second_moment)
+
+
+def test_rescale_adam_one_constraint_then_one_objective_step_moves_alpha_by_lr():
+    """The issue's reproduction: the official optimizer moves α by 0.0100 here (the total-count correction: 0.00526)."""
+    opt, one = rescale_adam(), torch.ones(1)
     before = float(opt.step(one, "constraint")[0])
-    step = before - float(opt.step(one, "objective")[0])  # shared: corrected by the total count (2), CIFAR code
-    assert step == pytest.approx(1e-2 * first_objective_step, rel=1e-4)
+    assert before == pytest.approx(1 - 1e-2, abs=1e-9)
+    step = before - float(opt.step(one, "objective")[0])
+    assert step == pytest.approx(0.0100, abs=1e-6)
+
+
+@pytest.mark.parametrize("second_moment", ["shared", "separate"])
+def test_rescale_adam_bias_correction_follows_the_variant(second_moment):
+    """First moments: each kind's own count. Second moment (hand computation for a gradient of 1 in every step):
+    shared, after 10 constraint steps and 1 objective step v = 1 - b2^11 and its correction uses the total 11, so
+    v̂ = 1; separate, the objective's own v = 1 - b2 with count 1. Both give m̂/√v̂ = 1: α moves by exactly lr."""
+    opt, one = rescale_adam(second_moment=second_moment), torch.ones(1)
+    for _ in range(10):
+        before = float(opt.step(one, "constraint")[0])
+    step = before - float(opt.step(one, "objective")[0])
+    assert step == pytest.approx(1e-2, rel=1e-6)  # total-count correction of m: 0.15 lr
+
+
+def test_rescale_adam_shared_second_moment_mixes_both_kinds():
+    """Constraint gradients 1, then an objective gradient of 0.5: with a shared v, v̂ = (b2(1-b2)·1 + (1-b2)·0.25) /
+    (1-b2^2), m̂ = 0.5, so the step is lr·0.5/√v̂ (hand computation); separate: v̂ = 0.25, the step is lr."""
+    b2 = 0.999
+    v_hat = (b2 * (1 - b2) + (1 - b2) * 0.25) / (1 - b2**2)
+    for second_moment, expected in (("shared", 1e-2 * 0.5 / math.sqrt(v_hat)), ("separate", 1e-2)):
+        opt = rescale_adam(second_moment=second_moment)
+        before = float(opt.step(torch.ones(1), "constraint")[0])
+        step = before - float(opt.step(torch.full((1,), 0.5), "objective")[0])
+        assert step == pytest.approx(expected, rel=1e-6), second_moment
+
+
+def test_rescale_adam_freezes_a_scale_that_reaches_zero():
+    """Official: a tensor whose norm is 0 is skipped from then on, so a bias scale clamped to 0 stays 0."""
+    opt = rescale_adam(n=2, lr=0.6)
+    opt.step(torch.ones(2), "objective")  # 1 - 0.6 = 0.4
+    opt.step(torch.ones(2), "objective")  # 0.4 - 0.6 -> clamped to 0: both frozen
+    assert opt.alpha.tolist() == [0.0, 0.0] and opt.frozen.all()
+    for _ in range(3):  # gradients that would push the scales back up
+        alpha = opt.step(-torch.ones(2), "objective")
+    assert alpha.tolist() == [0.0, 0.0]
 
 
 class DropBN(nn.Module):
@@ -210,7 +250,8 @@ def test_gradinit_batches_overlap_by_half_unless_disjoint():
         return {row.numpy().tobytes() for row in batch[0].flatten(1)}
 
     for overlap, shared in ((True, 16), (False, 0)):
-        s, s_tilde = gradinit(overlap=overlap)._batches(task, gen())
+        s, make_s_tilde = gradinit(overlap=overlap)._batches(task, gen())
+        s_tilde = make_s_tilde()
         assert len(s[0]) == len(s_tilde[0]) == len(ids(s)) == 32
         assert len(ids(s) & ids(s_tilde)) == shared
 
@@ -253,7 +294,7 @@ def test_gradinit_runs_on_every_model_family(name):
 
 
 def test_gradinit_resnet_bn_scales_follow_the_fig1_pattern():
-    """GRADINIT.md §5: every conv scale grows above 1; in each block the last BN gets the block's smallest scale."""
+    """GradInit's Fig. 1: every conv scale grows above 1; in each block the last BN gets the block's smallest scale."""
     torch.manual_seed(0)
     model, task = ResNet((3, 8, 8), 10, depth=14, norm="batch", width=0.5), synthetic((3, 8, 8))
     stats = run(model, task, gradinit(base=Kaiming(), gamma=1.0, iterations=30))
@@ -352,13 +393,36 @@ def test_gradinit_rejects_bad_arguments_naming_the_key(kwargs, key):
         gradinit(**kwargs)
 
 
-def test_gradinit_config_instantiates_with_a_kaiming_base_and_arch_settings(tmp_path):
+def test_gradinit_config_instantiates_with_the_family_base_and_arch_settings(tmp_path):
     from hydra.utils import instantiate
+
+    from emergence.init.family_default import FamilyDefault
 
     cfg = compose_train(["arch=mlp", "init=gradinit", "data=synthetic"], tmp_path)
     init = instantiate(cfg.init)
-    assert isinstance(init, GradInit) and isinstance(init.base, Kaiming) and init.needs_data
+    assert isinstance(init, GradInit) and isinstance(init.base, FamilyDefault) and init.needs_data
+    kaiming = compose_train(["arch=mlp", "init=gradinit", "init@init.base=kaiming", "data=synthetic"], tmp_path)
+    assert isinstance(instantiate(kaiming.init).base, Kaiming)
     assert init.lr == OmegaConf.load(CONF / "arch_init" / "mlp_gradinit.yaml").init.lr
     for path in (CONF / "arch_init").glob("*_gradinit.yaml"):
         node = OmegaConf.load(path)
         assert set(node) == {"init"} and {"lr", "iterations", "batch_size", "gamma"} <= set(node.init), path.name
+    # the official launch script's tau where one exists (ResNet-110 with BN: 1e-3)
+    official = {"vgg19": 1e-1, "vgg19_nobn": 1e-2, "resnet110": 1e-3, "resnet110_nobn": 5e-2}
+    for arch, tau in official.items():
+        assert OmegaConf.load(CONF / "arch_init" / f"{arch}_gradinit.yaml").init.lr == tau, arch
+    archs = {p.stem for p in (CONF / "arch").glob("*.yaml")}
+    assert archs <= {p.stem.removesuffix("_gradinit") for p in (CONF / "arch_init").glob("*_gradinit.yaml")}
+
+
+def test_gradinit_results_do_not_depend_on_when_g_gets_its_graph(monkeypatch):
+    """g is built with a graph after a constraint step only; always / never building it gives the same scales."""
+    task = FixedTask()
+    scales = {}
+    for policy in ("after_constraint", "always", "never"):
+        monkeypatch.setattr(GradInit, "_graph_first", policy)
+        stats = run(mlp(norm="batch"), task, gradinit(gamma=1.5, iterations=12))
+        kinds = {k: stats[f"gradinit/n_{k}"] for k in ("constraint", "objective")}
+        scales[policy] = {k: v for k, v in stats.items() if k.endswith("/scale")}
+    assert kinds["constraint"] >= 2 and kinds["objective"] >= 2, kinds  # both kinds and a switch between them
+    assert scales["always"] == scales["after_constraint"] == scales["never"]

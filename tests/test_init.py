@@ -210,7 +210,7 @@ def test_trace_leaves_training_flags_and_bn_buffers_alone():
 
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 def test_layerwise_lr_control_tracks_the_rescaled_run(momentum):
-    """PAPER.md §3: SGD on the rescaled bias-free ReLU net == SGD on the base net with lr * alpha^(-2 e_l)."""
+    """docs/method.md: SGD on the rescaled bias-free ReLU net == SGD on the base net with lr * alpha^(-2 e_l)."""
     alpha, lr = 1.5, 0.05
     x = torch.randn(64, *SHAPE, generator=gen(11))
     y = torch.randint(10, (64,), generator=gen(12))

@@ -18,8 +18,9 @@ from emergence.tasks.classification import ClassificationTask
 from emergence.train import run
 from tests.conftest import ROOT
 
+# lr 0.04: at 0.05 the width-1024 digits run below diverges with the rule's alpha 2^(1/3) (not with 1.2599)
 RESUMABLE = ["arch=mlp", "init=emergence", "trainer.epochs=3", "trainer.eval_every_steps=4",
-             "diagnostics.every_steps=3", "trainer.checkpoint_every_steps=5", "optim.lr=0.05"]  # fmt: skip
+             "diagnostics.every_steps=3", "trainer.checkpoint_every_steps=5", "optim.lr=0.04"]  # fmt: skip
 
 
 def untimed(path):

@@ -51,4 +51,4 @@ def test_multirun_runs_skips_on_rerun_and_aggregates(subprocess_env, tmp_path):
     assert sorted(r["init"] for r in rows) == ["emergence", "xavier"]
     assert all(r["n_seeds"] == "2" and r["n_diverged"] == "0" for r in rows)
     assert all(0 <= float(r["final_mean"]) <= 1 for r in rows)
-    assert "| synthetic | mlp | emergence |" in (out / "sweep_test.md").read_text()
+    assert "| synthetic | mlp | emergence (α 2, L 3, ×2) |" in (out / "sweep_test.md").read_text()

@@ -43,14 +43,15 @@ def test_run_json_holds_config_versions_and_summary(make_cfg, tmp_path):
     run(make_cfg("arch=mlp", "init=emergence", "trainer.target=0.3"))
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["status"] == "completed"
-    assert info["config"]["init"]["alpha"] == 1.2599  # conf/arch_init/mlp_emergence.yaml
+    assert info["config"]["init"]["alpha"] is None  # from init.max_factor: 2 ** (2 / (L - 1))
     assert {"torch", "hydra-core", "python"} <= set(info["versions"])
     assert "commit" in info["git"] and info["device"]["type"] == "cpu"
     assert info["labels"] == {**info["labels"], "arch": "mlp", "init": "emergence", "data": "synthetic", "seed": 0}
     s = info["summary"]
     assert s["val_acc_epoch1"] is not None and s["val_acc_best"] >= s["val_acc_final"]
     assert s["steps_to_target"] is not None and s["wall_s_to_target"] >= info["init_s"]
-    assert info["alpha_max_factor"] == pytest.approx(1.2599)  # 3 weight layers: e = -1, 0, 1
+    assert info["alpha_max_factor"] == pytest.approx(2.0)  # 3 weight layers: e = -1, 0, 1, so alpha = 2
+    assert info["alpha"] == pytest.approx(2.0) and info["n_units"] == 3
 
 
 def test_same_seed_same_metrics(make_cfg):

@@ -112,18 +112,34 @@ def test_transformer_forward_shapes():
     assert enc_out.shape == (3, 8, 32) and torch.equal(pad_mask, src.eq(PAD))
 
 
+def fairseq_position(p: int, dim: int) -> torch.Tensor:
+    """fairseq's sinusoidal row p written out: [sin(p w_i)] + [cos(p w_i)], w_i = exp(-i ln(10000) / (dim/2 - 1))."""
+    half = dim // 2
+    w = [math.exp(-i * math.log(10000.0) / (half - 1)) for i in range(half)]
+    return torch.tensor([math.sin(p * x) for x in w] + [math.cos(p * x) for x in w])
+
+
 @pytest.mark.parametrize("pad_idx", [0, 1])
-def test_embedding_scaled_by_sqrt_d_plus_fairseq_positions(pad_idx):
+def test_positions_follow_fairseq_numbering(pad_idx):
+    """fairseq (pad id 1): make_positions = cumsum(mask) * mask + 1, so tokens [5, 6, eos, pad] read rows
+    [2, 3, 4, pad-row] and the pad row is zero. Whatever the suite's pad id, the same rows must come out."""
     model = tiny(vocab=20, encoder_layers=0, pad_idx=pad_idx).eval()  # encoder output = embedding layer output
-    src, _ = random_batch(20, [4, 2])
-    src[src.eq(PAD)] = pad_idx
-    enc_out, _ = model.encode(src)
-    table = sinusoidal_table(20, 32, pad_idx)
-    for i, n in enumerate([4, 2]):
-        positions = torch.arange(pad_idx + 1, pad_idx + n + 2)  # pieces + eos; the first real position is pad_idx + 1
-        expected = math.sqrt(32) * model.encoder.embed_tokens.weight[src[i, : n + 1]] + table[positions]
-        torch.testing.assert_close(enc_out[i, : n + 1], expected)
-        assert enc_out[i, n + 1 :].abs().sum() == 0  # pad positions are zeroed
+    tokens = torch.tensor([[5, 6, EOS, pad_idx]])
+    expected = torch.stack([fairseq_position(p, 32) for p in (2, 3, 4)] + [torch.zeros(32)])
+    torch.testing.assert_close(model.decoder.embed_positions(tokens)[0], expected, atol=1e-5, rtol=0)
+    enc_out, _ = model.encode(tokens)
+    embed = math.sqrt(32) * model.encoder.embed_tokens.weight[tokens[0, :3]]
+    torch.testing.assert_close(enc_out[0, :3], embed + expected[:3], atol=1e-5, rtol=1e-5)
+    assert enc_out[0, 3].abs().sum() == 0  # pad positions are zeroed
+
+
+def test_positions_fit_a_max_positions_long_input():
+    model = tiny(vocab=20, max_positions=6).eval()
+    tokens = torch.full((1, 6), 7)
+    rows = model.encoder.embed_positions(tokens)[0]
+    torch.testing.assert_close(rows[-1], fairseq_position(7, 32), atol=1e-5, rtol=0)  # the last row, 6 + 1
+    with pytest.raises(ValueError, match="max_positions"):
+        model.encoder.embed_positions(torch.full((1, 7), 7))
 
 
 @pytest.mark.parametrize("norm_first", [False, True])

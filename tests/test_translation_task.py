@@ -226,8 +226,8 @@ def test_runner_trains_translation_and_logs_bleu(corpus, tmp_path, init):
     losses = [r["val/loss"] for r in history if "val/loss" in r]
     assert losses[-1] < losses[0]
     assert (tmp_path / "run" / "translations.test.hyp").is_file()
-    if init == "emergence":  # conf/arch_init/transformer_tiny_emergence.yaml: Xavier base, L = 12, factor ~ 2
-        assert info["config"]["init"]["base"]["_target_"] == "emergence.init.xavier.Xavier"
+    if init == "emergence":  # the family's base (Xavier for the Transformer), L = 12, factor 2 from max_factor
+        assert history[0]["init/base_is_xavier"] == 1.0
         assert info["alpha_max_factor"] == pytest.approx(2.0, abs=1e-3) and history[0]["init/n_units"] == 12
 
 
@@ -237,8 +237,8 @@ def test_translation_experiments_compose_for_every_init(tmp_path, init):
         cfg = compose_train([f"experiment={experiment}", f"init={init}"], tmp_path)
         assert cfg.data._target_.endswith("TranslationTask") and cfg.arch._target_.endswith("Transformer")
         built = instantiate(cfg.init)
-        if init == "emergence":
-            assert type(built.base).__name__ == "Xavier"
+        if init == "emergence":  # the family default, which is Xavier for the Transformer
+            assert type(built.base).__name__ == "FamilyDefault" and cfg.arch._target_.endswith("Transformer")
 
 
 @pytest.mark.parametrize("arch", ["transformer_tiny", "transformer_iwslt_de_en", "transformer_wmt_en_de"])
@@ -248,7 +248,8 @@ def test_emergence_alpha_gives_extreme_factor_two(tmp_path, arch):
     src = torch.tensor([[5, 6, EOS]])
     n_units = len(trace_units(model, (src, torch.tensor([[BOS, 5, 6]]))))
     assert n_units == {"transformer_tiny": 12, "transformer_iwslt_de_en": 32, "transformer_wmt_en_de": 31}[arch]
-    assert cfg.init.alpha ** ((n_units - 1) / 2) == pytest.approx(2.0, abs=2e-3)
+    stats = instantiate(cfg.init)(model, (src, torch.tensor([[BOS, 5, 6]])), torch.Generator().manual_seed(0))
+    assert stats["n_units"] == n_units and stats["alpha_max_factor"] == pytest.approx(2.0)
 
 
 @pytest.mark.skipif(not DING.is_file(), reason="no /usr/share/trans/de-en (apt-get install trans-de-en)")

@@ -2,13 +2,16 @@
 
 The base init (a nested initializer, Kaiming by default) runs first; then every parameter tensor θ_i with a nonzero
 norm gets a scalar α_i = 1 and the effective parameter α_i·θ_i⁰ (its direction never changes). For T iterations, on
-S = B0 ∪ B1 and S̃ = B0 ∪ B2 (half-batches; GRADINIT.md §1):
+S = B0 ∪ B1 and S̃ = B0 ∪ B2 (half-batches; docs/gradinit.md):
 
-- g = ∇L(S; α·θ⁰) without a graph; ‖g‖ is ℓ2 for an SGD target and ℓ1 for an Adam target.
-- ‖g‖ > γ: a constraint step, minimizing ‖g‖ itself (recomputed with a graph, double backward).
+- g = ∇L(S; α·θ⁰); ‖g‖ is ℓ2 for an SGD target and ℓ1 for an Adam target. g is built with a graph (for the
+  double backward) only where a constraint step is expected; see ``_learn``.
+- ‖g‖ > γ: a constraint step, minimizing ‖g‖ itself (double backward).
 - otherwise an objective step, minimizing L(S̃; α·θ⁰ − η·detach(A[g])) / η with A[g] = g/‖g‖₂, g, or sign(g).
-- the scales follow RescaleAdam: scalar Adam with separate first moments per step kind, gradients clipped to ±clip,
-  weights and norm γ clamped at ``min_scale``, biases at ``bias_min_scale``, norm γ at most ``norm_max_scale``.
+- the scales follow ``RescaleAdam`` (``rescale_adam.py``): scalar Adam with a first moment per step kind, each
+  bias-corrected by its own count, gradients clipped to ±clip, weights and norm γ clamped at ``min_scale``, biases at
+  ``bias_min_scale`` (a bias whose scale reaches 0 stays 0, as in the official code), norm γ at most
+  ``norm_max_scale``. The walker, the modes and the cache live in ``gradinit_parts.py``.
 
 Then α·θ⁰ is written into the parameters. Everything goes through ``torch.func.functional_call`` (no parameter
 surgery), dropout is off, BatchNorm uses batch statistics on buffer copies (the model's buffers stay bit-identical),
@@ -21,120 +24,27 @@ the base init and every GradInit draw use only ``generator`` (base first, so the
 It returns ``gradinit/<param>/scale`` per scaled tensor, step counts, first/last ‖g‖, last L0 and L1, the extra
 forward/backward passes, ``gradinit/time_s``, the skipped tensors, the base init's stats under ``base/`` and the final
 ``<layer>/std``; ``self.history`` holds one record per iteration (kind, ‖g‖, L0, L1/η) for the runner to log.
-``save(path)`` / ``load(model, path)`` cache the result in the run dir (GRADINIT.md §1.13).
+``save(path)`` / ``load(model, path)`` cache the result in the run dir.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.func import functional_call
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from emergence.init.layers import NORM_TYPES, weight_stats
+from emergence.init.gradinit_parts import Entry, finish, gradinit_modes, load_cache, save_cache, walk
+from emergence.init.layers import weight_stats
+from emergence.init.rescale_adam import SECOND_MOMENTS, RescaleAdam
 
+__all__ = ["Entry", "GradInit", "RescaleAdam", "walk"]
 log = logging.getLogger(__name__)
 TARGETS = ("sgd", "adam")
-SECOND_MOMENTS = ("shared", "separate")  # shared: the CIFAR code; separate: the fairseq code
-CACHE_FORMAT = "emergence-gradinit-v1"
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One trainable tensor: its name, clamp group (weight | bias | norm) and whether it gets a scale."""
-
-    name: str
-    group: str
-    scaled: bool
-
-
-def walk(model: nn.Module) -> tuple[list[Entry], list[tuple[str, str]]]:
-    """The single walker that decides which tensors take part (GRADINIT.md §1.1); returns (entries, skipped).
-
-    Every parameter counts, whatever its module type; tied tensors appear once (``named_parameters`` deduplicates).
-    """
-    entries, skipped = [], []
-    for name, p in model.named_parameters():
-        owner, _, leaf = name.rpartition(".")
-        if not p.requires_grad:
-            skipped.append((name, "frozen"))
-            continue
-        module = model.get_submodule(owner)
-        if isinstance(module, NORM_TYPES) and leaf == "weight":
-            group = "norm"
-        else:
-            group = "bias" if "bias" in leaf else "weight"
-        scaled = bool(p.detach().abs().sum() > 0)
-        if not scaled:
-            skipped.append((name, "zero norm"))
-        entries.append(Entry(name, group, scaled))
-    return entries, skipped
-
-
-class RescaleAdam:
-    """Scalar Adam on the scales (GRADINIT.md §1.7), vectorized, in float64 on the CPU.
-
-    Separate first moments for constraint and objective steps. ``second_moment="shared"``: one second moment, both
-    bias corrections by the total step count (CIFAR code); ``"separate"``: per-kind second moments and counts (fairseq).
-    """
-
-    def __init__(
-        self,
-        n: int,
-        lr: float,
-        betas: tuple[float, float],
-        eps: float,
-        grad_clip: float | None,
-        lower: torch.Tensor,
-        upper: torch.Tensor,
-        second_moment: str = "shared",
-    ):
-        self.alpha = torch.ones(n, dtype=torch.float64)
-        self.m = {k: torch.zeros(n, dtype=torch.float64) for k in ("objective", "constraint")}
-        self.v = {k: torch.zeros(n, dtype=torch.float64) for k in ("objective", "constraint")}
-        self.steps = {"objective": 0, "constraint": 0}
-        self.lr, self.betas, self.eps, self.grad_clip = lr, betas, eps, grad_clip
-        self.lower, self.upper, self.shared = lower.double(), upper.double(), second_moment == "shared"
-
-    def step(self, grad: torch.Tensor, kind: str) -> torch.Tensor:
-        """One update from ∂objective/∂α; returns the new scales."""
-        g = grad.detach().to("cpu", torch.float64)
-        if self.grad_clip is not None:
-            g = g.clamp(-self.grad_clip, self.grad_clip)
-        b1, b2 = self.betas
-        self.steps[kind] += 1
-        t = sum(self.steps.values()) if self.shared else self.steps[kind]
-        v = self.v["objective" if self.shared else kind]
-        self.m[kind].mul_(b1).add_(g, alpha=1 - b1)
-        v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        update = (self.m[kind] / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + self.eps)
-        self.alpha = torch.clamp(self.alpha - self.lr * update, self.lower, self.upper)
-        return self.alpha
-
-
-@contextmanager
-def gradinit_modes(model: nn.Module, device: torch.device):
-    """Dropout off, BatchNorm on batch statistics, fp32, math SDPA; every training flag restored on exit."""
-    flags = {m: m.training for m in model.modules()}
-    try:
-        model.eval()  # dropout and anything else keyed on .training
-        for m in model.modules():
-            if isinstance(m, _BatchNorm):
-                m.train()  # batch statistics; the running stats it updates are copies (see _learn)
-        with sdpa_kernel(SDPBackend.MATH), torch.autocast(device.type, enabled=False):
-            yield
-    finally:
-        for m, flag in flags.items():
-            m.training = flag
 
 
 def _positive(x) -> bool:
@@ -145,6 +55,9 @@ class GradInit:
     """Base init, then GradInit's learned per-tensor scales (see the module docstring)."""
 
     needs_data = True
+    # When g is built with a graph: after a constraint step (default), always (the official code), never (recompute
+    # in every constraint step). The results are the same; tests and benchmarks compare the three.
+    _graph_first = "after_constraint"
 
     def __init__(
         self,
@@ -207,7 +120,7 @@ class GradInit:
             if not ok(value):
                 raise ValueError(f"init.{key} must be {allowed}; got {value!r}")
         if math.isinf(gamma):
-            log.warning("init.gamma=inf: the gradient-norm constraint never fires (GRADINIT.md §4.3)")
+            log.warning("init.gamma=inf: the gradient-norm constraint never fires (docs/gradinit.md)")
         self.base, self.gamma, self.target_optimizer = base, float(gamma), target_optimizer
         self.normalize_grad, self.eta, self.lr = normalize_grad, float(eta), float(lr)
         self.iterations, self.batch_size = iterations, batch_size
@@ -253,11 +166,12 @@ class GradInit:
         return stats
 
     def _batches(self, task, generator):
+        """(S, a function giving S̃): S̃ is only built for an objective step."""
         if self.overlap:
             b0, b1, b2 = task.gradinit_batches(self.batch_size, generator)
-            return task.merge(b0, b1), task.merge(b0, b2)
+            return task.merge(b0, b1), lambda: task.merge(b0, b2)
         s, s_tilde, _ = task.gradinit_batches(2 * self.batch_size, generator)  # three disjoint full batches
-        return s, s_tilde
+        return s, lambda: s_tilde
 
     def _norm(self, grads) -> torch.Tensor:
         if self.target_optimizer == "adam":
@@ -265,7 +179,7 @@ class GradInit:
         return torch.sqrt(sum(g.square().sum() for g in grads))
 
     def _direction(self, grads, norm: torch.Tensor) -> list[torch.Tensor]:
-        """A[g]: the first step of the target optimizer per unit learning rate (GRADINIT.md §1.4)."""
+        """A[g]: the first step of the target optimizer per unit learning rate (docs/gradinit.md)."""
         if self.target_optimizer == "adam":
             return [g.sign() for g in grads]
         if self.normalize_grad:
@@ -323,116 +237,55 @@ class GradInit:
 
         self.history = []
         n_fwd = n_bwd = 0
+        # g needs a graph only in a constraint step, which is known only once g is there. Constraint steps come in
+        # runs, so g is built with a graph when the previous step was a constraint step (one backward, as the
+        # official code), otherwise without one and the forward graph is kept for a second, graph-building
+        # backward if the constraint fires after all. Both give the same g, so the results do not depend on it.
+        with_graph = self._graph_first == "always"
         with gradinit_modes(model, device):
             for it in range(self.iterations):
                 s, s_tilde = self._batches(task, generator)
-                alpha = opt.alpha.to(device, torch.float32)
-                leaves = [w.detach().requires_grad_() for w in effective(alpha, leaf_zeros=False)]
-                l0 = loss(leaves, s)
-                grads = torch.autograd.grad(l0, leaves)  # no graph: most iterations never need one
-                norm = self._norm(grads)
+                a = opt.alpha.to(device, torch.float32).requires_grad_()
+                tensors = effective(a, leaf_zeros=True)
+                l0 = loss(tensors, s)
+                g = torch.autograd.grad(l0, tensors, create_graph=with_graph, retain_graph=True)
+                norm = self._norm(g)
                 n_fwd, n_bwd = n_fwd + 1, n_bwd + 1
-                record = {"step": it, "grad_norm": float(norm), "loss0": float(l0.detach()), "loss1_over_eta": None}
-                a = alpha.clone().requires_grad_()
+                record = {"step": it, "grad_norm": float(norm.detach()), "loss0": float(l0.detach())}
+                record["loss1_over_eta"] = None
                 if record["grad_norm"] > self.gamma:
-                    tensors = effective(a, leaf_zeros=True)
-                    g = torch.autograd.grad(loss(tensors, s), tensors, create_graph=True)
-                    (da,) = torch.autograd.grad(self._norm(g), a)
-                    record["kind"], n_fwd, n_bwd = "constraint", n_fwd + 1, n_bwd + 2
+                    if not with_graph:
+                        g = torch.autograd.grad(l0, tensors, create_graph=True)
+                        norm, n_bwd = self._norm(g), n_bwd + 1
+                    (da,) = torch.autograd.grad(norm, a)
+                    record["kind"], n_bwd = "constraint", n_bwd + 1
                 else:
-                    direction = self._direction(grads, norm)
-                    tensors = [w - self.eta * d for w, d in zip(effective(a, leaf_zeros=False), direction)]
-                    objective = loss(tensors, s_tilde) / self.eta
+                    g, norm = [x.detach() for x in g], norm.detach()
+                    direction = self._direction(g, norm)
+                    lookahead = [w - self.eta * d for w, d in zip(effective(a, leaf_zeros=False), direction)]
+                    objective = loss(lookahead, s_tilde()) / self.eta
                     (da,) = torch.autograd.grad(objective, a)
                     record["kind"], record["loss1_over_eta"] = "objective", float(objective.detach())
                     n_fwd, n_bwd = n_fwd + 1, n_bwd + 1
+                del l0, g, norm, tensors  # free the S graph before the next iteration
                 opt.step(da, record["kind"])
+                if self._graph_first == "after_constraint":
+                    with_graph = record["kind"] == "constraint"
                 self.history.append(record)
-        return self._finish(model, entries, slot, theta0, opt.alpha, before, skipped, n_fwd, n_bwd)
+        return finish(model, entries, slot, theta0, opt.alpha, before, skipped, self.history, self.eta, n_fwd, n_bwd)
 
-    @torch.no_grad()
-    def _finish(self, model, entries, slot, theta0, alpha, before, skipped, n_fwd, n_bwd) -> dict:
-        """Write α·θ⁰ into the parameters and check directions, zero tensors and buffers (GRADINIT.md §1.12, §5)."""
-        params = dict(model.named_parameters())
-        stats: dict = {}
-        cos_min = 1.0
-        for e, k, t in zip(entries, slot, theta0):
-            p = params[e.name]
-            if k is None:
-                if p.any():
-                    raise RuntimeError(f"GradInit skipped {e.name} as zero, but it is not zero afterwards")
-                continue
-            p.copy_((t * float(alpha[k])).to(p.dtype))
-            stats[f"gradinit/{e.name}/scale"] = float(alpha[k])
-            if alpha[k] > 0:
-                a, b = p.detach().double().flatten(), t.double().flatten()
-                cos_min = min(cos_min, float(a @ b / (a.norm() * b.norm())))
-        if cos_min < 1 - 1e-5:
-            raise RuntimeError(f"GradInit changed a tensor's direction (min cosine {cos_min}); this is a bug")
-        changed = [n for n, b in model.named_buffers() if not torch.equal(b, before[n])]
-        if changed:
-            raise RuntimeError(f"GradInit changed the buffers {changed}; they must stay bit-identical")
-        kinds = [h["kind"] for h in self.history]
-        l1 = [h["loss1_over_eta"] * self.eta for h in self.history if h["loss1_over_eta"] is not None]
-        stats.update(
-            {
-                "gradinit/n_constraint": kinds.count("constraint"),
-                "gradinit/n_objective": kinds.count("objective"),
-                "gradinit/grad_norm_first": self.history[0]["grad_norm"],
-                "gradinit/grad_norm_last": self.history[-1]["grad_norm"],
-                "gradinit/loss0_last": self.history[-1]["loss0"],
-                "gradinit/loss1_last": l1[-1] if l1 else math.nan,
-                "gradinit/extra_forward": n_fwd,
-                "gradinit/extra_backward": n_bwd,
-                "gradinit/cos_min": cos_min,
-                "gradinit/skipped": ",".join(n for n, _ in skipped),
-            }
-        )
-        log.info(
-            "GradInit: %d constraint + %d objective steps, |g| %.3g -> %.3g, scales in [%.3g, %.3g]",
-            stats["gradinit/n_constraint"],
-            stats["gradinit/n_objective"],
-            stats["gradinit/grad_norm_first"],
-            stats["gradinit/grad_norm_last"],
-            float(alpha.min()),
-            float(alpha.max()),
-        )
-        return stats
-
-    # ---- caching (GRADINIT.md §1.13) ----------------------------------------------------------------------------
+    # ---- caching (docs/gradinit.md) ---------------------------------------------------------------------------
     def save(self, path: str | Path, key: str | None = None) -> None:
-        """Store the learned parameters, stats and history (a plain dict of tensors and numbers) atomically."""
+        """Store the learned parameters, stats and history in ``path`` (atomically)."""
         if self._result is None:
             raise RuntimeError("GradInit.save() before GradInit ran: nothing to cache")
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({"format": CACHE_FORMAT, "key": key, **self._result}, tmp)
-        os.replace(tmp, path)
+        save_cache(path, self._result, key)
 
     def load(self, model: nn.Module, path: str | Path, key: str | None = None) -> dict | None:
         """Put a cached result into ``model``; None when there is no cache or it was made for another ``key``."""
-        path = Path(path)
-        if not path.exists():
+        blob = load_cache(model, path, key)
+        if blob is None:
             return None
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # truncated or foreign file: say so instead of a pickle traceback
-            raise ValueError(
-                f"{path} is not a readable GradInit cache ({type(exc).__name__}: {exc}); delete it "
-                "to recompute GradInit"
-            ) from exc
-        if not isinstance(blob, dict) or blob.get("format") != CACHE_FORMAT or not isinstance(blob.get("params"), dict):
-            raise ValueError(f"{path} is not a GradInit cache (expected format {CACHE_FORMAT}); delete it to recompute")
-        if key is not None and blob.get("key") != key:
-            log.warning("GradInit cache %s was made for %r, not %r: recomputing", path, blob.get("key"), key)
-            return None
-        params = dict(model.named_parameters())
-        cached = blob["params"]
-        if set(cached) != set(params) or any(cached[n].shape != p.shape for n, p in params.items()):
-            raise ValueError(f"{path} holds parameters of another model; delete it to recompute GradInit")
-        with torch.no_grad():
-            for n, p in params.items():
-                p.copy_(cached[n])
         self.history = list(blob.get("history", []))
         self._result = {k: blob[k] for k in ("params", "stats", "history") if k in blob}
         return {**blob.get("stats", {}), "gradinit/cached": 1}

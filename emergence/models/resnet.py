@@ -21,6 +21,14 @@ BasicBlock forward order is the registration order: ``conv1 -> bn1 -> relu1 -> c
 the block input, the sum, and ``relu2`` (its own module, after the addition). Without BN every conv keeps its bias and
 the ``bn*`` attributes are ``nn.Identity``.
 
+``fixup=True`` (only with ``norm="none"``) is the Fixup architecture of Zhang et al. 2019 (arXiv 1901.09321, Sec. 3 and
+the official ``hongyi-zhang/Fixup`` CIFAR model): convs lose their bias, and scalar parameters are added where the
+paper puts them: a bias before each conv, before each ReLU and before the classifier, and one multiplier per residual
+branch. Per block: ``h = x + bias1a; out = relu1(conv1(h) + bias1b); out = conv2(out + bias2a) * scale + bias2b;
+relu2(out + shortcut(h))``; the stem is ``relu(conv(x) + bias1)`` and the head ``fc(pool(x) + bias2)``. The model only
+creates them (biases 0, multipliers 1); ``init=fixup`` (emergence/init/fixup.py) sets the weights. ResNet-20 with
+Fixup has 268,393 parameters on 3x32x32 (269,034 - 688 conv biases + 5 scalars x 9 blocks + 2).
+
 Example:
     >>> ResNet((3, 32, 32), 10, depth=56)(torch.zeros(2, 3, 32, 32)).shape
     torch.Size([2, 10])
@@ -77,23 +85,35 @@ class BasicBlock(nn.Module):
         out_channels: output channels.
         stride: stride of ``conv1`` (and of the shortcut's subsampling).
         use_bn: BatchNorm after each conv (convs without bias) or no norm (convs with bias).
+        fixup: Fixup's scalar biases and branch multiplier instead of conv biases (needs ``use_bn=False``).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, use_bn: bool) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int, use_bn: bool, fixup: bool = False) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=not use_bn)
+        self.fixup = fixup
+        conv_bias = not (use_bn or fixup)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=conv_bias)
         self.bn1 = nn.BatchNorm2d(out_channels) if use_bn else nn.Identity()
         self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, stride=1, padding=1, bias=not use_bn)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, stride=1, padding=1, bias=conv_bias)
         self.bn2 = nn.BatchNorm2d(out_channels) if use_bn else nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.shortcut: nn.Module = ShortcutA(in_channels, out_channels, stride)
         else:
             self.shortcut = nn.Identity()
         self.relu2 = nn.ReLU()
+        if fixup:
+            for name in ("bias1a", "bias1b", "bias2a", "bias2b"):
+                self.register_parameter(name, nn.Parameter(torch.zeros(1)))
+            self.scale = nn.Parameter(torch.ones(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Residual branch plus shortcut, then the post-addition ReLU."""
+        if self.fixup:
+            h = x + self.bias1a
+            out = self.relu1(self.conv1(h) + self.bias1b)
+            out = self.conv2(out + self.bias2a) * self.scale + self.bias2b
+            return self.relu2(out + self.shortcut(h))
         out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
         return self.relu2(out + self.shortcut(x))
 
@@ -107,6 +127,7 @@ class ResNet(nn.Module):
         depth: weight-layer count 6n+2 (20, 32, 44, 56, 110, ...; 8 is the smallest, n = 1).
         norm: ``"batch"`` or ``"none"``.
         width: multiplies the 16/32/64 stage channels.
+        fixup: Fixup's scalar biases and multipliers (see the module docstring; needs ``norm="none"``).
     """
 
     def __init__(
@@ -117,19 +138,22 @@ class ResNet(nn.Module):
         depth: int = 20,
         norm: str = "batch",
         width: float = 1.0,
+        fixup: bool = False,
     ) -> None:
         super().__init__()
         in_ch, _, _ = check_input_shape(input_shape, num_classes)
+        if fixup and norm != "none":
+            raise ValueError("arch.fixup=true needs arch.norm=none (Fixup replaces BatchNorm): use a resnet*_nobn arch")
         if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6 != 0:
             raise ValueError(f"arch.depth must be 6n+2 with n >= 1 (e.g. 20, 32, 44, 56, 110); got {depth!r}")
         check_choice("norm", norm, NORMS)
         check_width(width)
-        self.depth, self.norm = depth, norm
+        self.depth, self.norm, self.fixup = depth, norm, bool(fixup)
         n_blocks = (depth - 2) // 6
         use_bn = norm == "batch"
         channels = [scale_channels(c, width) for c in STAGE_CHANNELS]
 
-        self.conv = nn.Conv2d(in_ch, channels[0], 3, padding=1, bias=not use_bn)
+        self.conv = nn.Conv2d(in_ch, channels[0], 3, padding=1, bias=not (use_bn or fixup))
         self.bn = nn.BatchNorm2d(channels[0]) if use_bn else nn.Identity()
         self.relu = nn.ReLU()
         prev = channels[0]
@@ -137,15 +161,22 @@ class ResNet(nn.Module):
             blocks: OrderedDict[str, nn.Module] = OrderedDict()
             for b in range(n_blocks):
                 stride = 2 if (s > 0 and b == 0) else 1
-                blocks[f"block{b}"] = BasicBlock(prev, out_ch, stride, use_bn)
+                blocks[f"block{b}"] = BasicBlock(prev, out_ch, stride, use_bn, self.fixup)
                 prev = out_ch
             self.add_module(f"stage{s + 1}", nn.Sequential(blocks))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(prev, int(num_classes))
+        if self.fixup:
+            self.bias1 = nn.Parameter(torch.zeros(1))  # after the stem conv, before its ReLU
+            self.bias2 = nn.Parameter(torch.zeros(1))  # before the classifier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return logits of shape ``(N, num_classes)``."""
+        if self.fixup:
+            x = self.relu(self.conv(x) + self.bias1)
+            x = self.stage3(self.stage2(self.stage1(x)))
+            return self.fc(self.flatten(self.pool(x)) + self.bias2)
         x = self.relu(self.bn(self.conv(x)))
         x = self.stage3(self.stage2(self.stage1(x)))
         return self.fc(self.flatten(self.pool(x)))

@@ -1,16 +1,18 @@
-"""Encoder-decoder Transformer with fairseq-compatible sizes, in plain PyTorch.
+"""Encoder-decoder Transformer with fairseq-compatible sizes, in plain PyTorch (blocks in ``transformer_layers.py``).
 
-The IWSLT'14 De-En experiments (PAPER.md §6) use fairseq's `transformer_iwslt_de_en`; fairseq itself cannot be
-installed beside Hydra 1.3 (ENVIRONMENT.md §2), so this module rebuilds that architecture and keeps its parameter
-layout and count: token embeddings scaled by sqrt(d_model), fairseq's sinusoidal positions (half sin / half cos,
-positions start at pad_idx + 1, pad positions get a zero vector), dropout after the embedding, no embedding LayerNorm,
-attention with separate q/k/v/out projections (with bias), FFN fc1 -> ReLU -> activation dropout -> fc2, post-LN by
-default (pre-LN adds a final LayerNorm per stack), output projection = the tied target embedding without bias.
+The IWSLT'14 De-En experiments (docs/experiments.md) use fairseq's `transformer_iwslt_de_en`; fairseq itself cannot be
+installed beside Hydra 1.3 (docs/environment.md), so this module rebuilds that architecture and keeps its parameter
+layout and count: token embeddings scaled by sqrt(d_model), fairseq's sinusoidal positions (half sin / half cos, in
+fairseq's numbering: the first real token reads row 2 whatever the pad id; pads get a zero vector), dropout after
+the embedding, no embedding LayerNorm, attention with separate q/k/v/out projections (with bias), FFN fc1 -> ReLU ->
+activation dropout -> fc2, post-LN by default (pre-LN adds a final LayerNorm per stack), output projection = the tied
+target embedding without bias.
 
-Depth units for the Emergence initializer (PAPER.md §2.3) are exposed by `Transformer.unit_modules()`: source
+Depth units for the Emergence initializer (docs/method.md) are exposed by `Transformer.unit_modules()`: source
 embedding, encoder self-attn and FFN sublayers, target embedding, decoder self-attn, cross-attn and FFN sublayers, in
-forward order (32 units for `transformer_iwslt_de_en`). Weights keep PyTorch's layer defaults; initializers live in
-`emergence/init/`.
+forward order (32 units for `transformer_iwslt_de_en`), with options to leave out attention or embeddings and to put
+a tied embedding last (the readout). Weights keep PyTorch's layer defaults; initializers live in `emergence/init/`
+(the family's conventional base is Xavier, ``base_init``).
 
 Usage: `model = Transformer.from_preset("transformer_iwslt_de_en", 8848, 6632)`, then (search: emergence/decode.py)
 `model(src_tokens, prev_output_tokens)` gives B x T x V logits; search calls `encode`/`decode_step`.
@@ -19,15 +21,23 @@ Usage: `model = Transformer.from_preset("transformer_iwslt_de_en", 8848, 6632)`,
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
 
-# Sizes copied from fairseq's transformer_legacy.py. Dropout is not part of a preset: fairseq's base architecture
-# uses dropout 0.1 and attention/activation dropout 0; the IWSLT recipe passes 0.3 / 0.1 / 0.1 (the defaults here).
+from emergence.models.transformer_layers import (
+    MultiheadAttention,
+    SinusoidalPositions,
+    TransformerLayer,
+    sinusoidal_table,
+)
+
+__all__ = ["PRESETS", "Transformer", "sinusoidal_table"]
+
+# iwslt/wmt: sizes copied from fairseq's transformer_legacy.py. tiny is the suite's own CPU model (the iwslt layout
+# shrunk to d 64, FFN 128, 4 heads, 2+2 layers), not fairseq's transformer_tiny (FFN 64, 2 heads). Dropout is not
+# part of a preset: fairseq's base architecture uses dropout 0.1 and attention/activation dropout 0; the IWSLT recipe
+# passes 0.3 / 0.1 / 0.1 (the defaults here).
 PRESETS: dict[str, dict[str, int]] = {
     "transformer_iwslt_de_en": dict(d_model=512, ffn_dim=1024, heads=4, encoder_layers=6, decoder_layers=6),
     "transformer_wmt_en_de": dict(d_model=512, ffn_dim=2048, heads=8, encoder_layers=6, decoder_layers=6),
@@ -35,164 +45,6 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 Cache = dict[int, dict[str, dict[str, Tensor]]]  # layer -> sublayer -> keys/values
-
-
-def sinusoidal_table(num_rows: int, dim: int, pad_idx: int) -> Tensor:
-    """fairseq's sinusoidal table: row p = [sin(p w), cos(p w)], w_i = 10000^(-i / (dim/2 - 1)); row pad_idx = 0."""
-    half = dim // 2
-    freqs = torch.exp(torch.arange(half, dtype=torch.float) * -(math.log(10000.0) / (half - 1)))
-    angles = torch.arange(num_rows, dtype=torch.float)[:, None] * freqs[None, :]
-    table = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
-    if dim % 2 == 1:
-        table = torch.cat([table, torch.zeros(num_rows, 1)], dim=1)
-    table[pad_idx] = 0
-    return table
-
-
-class SinusoidalPositions(nn.Module):
-    """Position vectors for right-padded tokens: position = pad_idx + index among non-pad tokens (1-based)."""
-
-    def __init__(self, dim: int, pad_idx: int, max_positions: int) -> None:
-        super().__init__()
-        self.pad_idx, self.max_positions = pad_idx, max_positions
-        # Not persistent: a function of the sizes, so it is not a parameter and not in checkpoints.
-        self.register_buffer("table", sinusoidal_table(max_positions + pad_idx + 1, dim, pad_idx), persistent=False)
-
-    def forward(self, tokens: Tensor) -> Tensor:
-        if tokens.size(1) > self.max_positions:
-            raise ValueError(f"sequence length {tokens.size(1)} exceeds max_positions={self.max_positions}")
-        mask = tokens.ne(self.pad_idx).long()
-        positions = torch.cumsum(mask, dim=1) * mask + self.pad_idx
-        return F.embedding(positions, self.table)
-
-
-class MultiheadAttention(nn.Module):
-    """Scaled dot-product attention with separate q/k/v/out projections (fairseq's parameter layout).
-
-    `math_attention=True` forces SDPA's math backend, whose backward is itself differentiable (GradInit's double
-    backward); the fused kernels are not.
-    """
-
-    def __init__(self, d_model: int, heads: int, attention_dropout: float, math_attention: bool = False) -> None:
-        super().__init__()
-        if d_model % heads:
-            raise ValueError(f"d_model={d_model} is not divisible by heads={heads}")
-        self.heads, self.attention_dropout, self.math_attention = heads, attention_dropout, math_attention
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
-
-    def _split(self, x: Tensor) -> Tensor:  # B x T x C -> B x H x T x C/H
-        return x.unflatten(-1, (self.heads, -1)).transpose(1, 2)
-
-    def forward(
-        self,
-        x: Tensor,
-        memory: Tensor | None = None,
-        key_padding_mask: Tensor | None = None,
-        causal: bool = False,
-        cache: dict[str, Tensor] | None = None,
-    ) -> Tensor:
-        """Self-attention over `x` (B x T x C) or cross-attention to `memory` (B x S x C).
-
-        `key_padding_mask` (B x S) is True at keys to ignore. With `cache`, `x` holds only the newest position:
-        self-attention appends its keys/values to the cache, cross-attention computes them once.
-        """
-        q = self._split(self.q_proj(x))
-        if memory is None:
-            k, v = self._split(self.k_proj(x)), self._split(self.v_proj(x))
-            if cache is not None:
-                if "k" in cache:
-                    k, v = torch.cat([cache["k"], k], dim=2), torch.cat([cache["v"], v], dim=2)
-                cache["k"], cache["v"] = k, v
-                causal = False  # the single new query may see every cached key
-        elif cache is not None and "k" in cache:
-            k, v = cache["k"], cache["v"]
-        else:
-            k, v = self._split(self.k_proj(memory)), self._split(self.v_proj(memory))
-            if cache is not None:
-                cache["k"], cache["v"] = k, v
-        mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
-        p = self.attention_dropout if self.training else 0.0
-        if self.math_attention:
-            with sdpa_kernel(SDPBackend.MATH):
-                out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal)
-        return self.out_proj(out.transpose(1, 2).flatten(2))
-
-
-class FeedForward(nn.Module):
-    """fc1 -> ReLU (its own module, for the emergence measure's hooks) -> activation dropout -> fc2."""
-
-    def __init__(self, d_model: int, ffn_dim: int, activation_dropout: float) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(d_model, ffn_dim)
-        self.activation = nn.ReLU()
-        self.activation_dropout = nn.Dropout(activation_dropout)
-        self.fc2 = nn.Linear(ffn_dim, d_model)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.activation_dropout(self.activation(self.fc1(x))))
-
-
-class TransformerLayer(nn.Module):
-    """Encoder layer (self-attn, FFN) or, with `cross_attention`, decoder layer (causal self-attn, cross-attn, FFN).
-
-    Each sublayer is its own submodule (the Emergence depth unit). Post-LN: x = norm(x + drop(f(x)));
-    pre-LN: x = x + drop(f(norm(x))).
-    """
-
-    def __init__(
-        self,
-        d_model: int,
-        ffn_dim: int,
-        heads: int,
-        *,
-        dropout: float,
-        attention_dropout: float,
-        activation_dropout: float,
-        norm_first: bool,
-        math_attention: bool,
-        cross_attention: bool,
-    ) -> None:
-        super().__init__()
-        self.norm_first = norm_first
-        self.dropout = nn.Dropout(dropout)
-        self.self_attn = MultiheadAttention(d_model, heads, attention_dropout, math_attention)
-        self.self_attn_layer_norm = nn.LayerNorm(d_model)
-        self.encoder_attn = (
-            MultiheadAttention(d_model, heads, attention_dropout, math_attention) if cross_attention else None
-        )
-        self.encoder_attn_layer_norm = nn.LayerNorm(d_model) if cross_attention else None
-        self.ffn = FeedForward(d_model, ffn_dim, activation_dropout)
-        self.final_layer_norm = nn.LayerNorm(d_model)
-
-    def _residual(self, x: Tensor, norm: nn.LayerNorm, sublayer: Callable[[Tensor], Tensor]) -> Tensor:
-        x = x + self.dropout(sublayer(norm(x) if self.norm_first else x))
-        return x if self.norm_first else norm(x)
-
-    def forward(
-        self,
-        x: Tensor,
-        pad_mask: Tensor | None = None,
-        enc_out: Tensor | None = None,
-        src_pad_mask: Tensor | None = None,
-        cache: dict[str, dict[str, Tensor]] | None = None,
-    ) -> Tensor:
-        """Encoder layer: `pad_mask` hides source pads. Decoder layer: causal self-attention (right padding plus
-        causality already hide target pads from real queries), cross-attention to `enc_out`, optional `cache`."""
-        decoder = self.encoder_attn is not None
-        c_self, c_cross = (
-            (None, None) if cache is None else (cache.setdefault("self", {}), cache.setdefault("cross", {}))
-        )
-        x = self._residual(x, self.self_attn_layer_norm, lambda h: self.self_attn(h, None, pad_mask, decoder, c_self))
-        if decoder:
-            x = self._residual(
-                x, self.encoder_attn_layer_norm, lambda h: self.encoder_attn(h, enc_out, src_pad_mask, cache=c_cross)
-            )
-        return self._residual(x, self.final_layer_norm, self.ffn)
 
 
 class Stack(nn.Module):
@@ -228,6 +80,8 @@ class Stack(nn.Module):
 
 class Transformer(nn.Module):
     """fairseq-style encoder-decoder Transformer (see the module docstring for the details that match fairseq)."""
+
+    base_init = "xavier"  # the family's conventional base init (emergence/init/family_default.py)
 
     def __init__(
         self,
@@ -338,21 +192,44 @@ class Transformer(nn.Module):
             if isinstance(module, MultiheadAttention):
                 module.math_attention = enabled
 
-    def unit_modules(self) -> list[tuple[str, nn.Module]]:
-        """Depth units in forward order (PAPER.md §2.3): embeddings and attention/FFN sublayers.
+    def unit_modules(
+        self, include_attention: bool = True, include_embeddings: bool = True, tied_embedding: str = "first"
+    ) -> list[tuple]:
+        """Depth units (docs/method.md): embeddings and attention/FFN sublayers, in forward order.
 
-        With `share_all_embeddings` the single embedding is listed once, at the source position, so that no tensor
-        is rescaled twice.
+        A unit is ``(name, module)``, or ``(name, module, "last")`` for one that goes to the end of the order.
+        ``include_attention`` / ``include_embeddings`` False leave those units out. A tied embedding (the decoder's
+        input/output embedding, or the one embedding when all are shared) is one tensor and one unit: at its first
+        use with ``tied_embedding="first"`` (the head of the decoder stack, or of the encoder when all are shared),
+        or the last unit, the readout, with ``"last"``. An untied output projection is always the last unit.
         """
-        units: list[tuple[str, nn.Module]] = [("encoder.embed_tokens", self.encoder.embed_tokens)]
+        if tied_embedding not in ("first", "last"):
+            raise ValueError(f"tied_embedding must be first or last; got {tied_embedding!r}")
+        tied = self.decoder.output_projection is None
+        if tied_embedding == "last" and not tied:
+            raise ValueError("tied_embedding=last needs a tied decoder embedding (share_decoder_input_output_embed)")
+        readout = "decoder.embed_tokens" if tied and tied_embedding == "last" else None
+        units: list[tuple] = []
+
+        def add(name: str, module: nn.Module, kind: str) -> None:
+            if (kind == "attention" and include_attention) or kind == "ffn":
+                units.append((name, module))
+            elif kind == "embedding" and include_embeddings and name != readout:
+                units.append((name, module))
+
+        if not (self.share_all_embeddings and readout):
+            add("encoder.embed_tokens", self.encoder.embed_tokens, "embedding")
         for i, layer in enumerate(self.encoder.layers):
-            units += [(f"encoder.layers.{i}.self_attn", layer.self_attn), (f"encoder.layers.{i}.ffn", layer.ffn)]
+            add(f"encoder.layers.{i}.self_attn", layer.self_attn, "attention")
+            add(f"encoder.layers.{i}.ffn", layer.ffn, "ffn")
         if not self.share_all_embeddings:
-            units.append(("decoder.embed_tokens", self.decoder.embed_tokens))
+            add("decoder.embed_tokens", self.decoder.embed_tokens, "embedding")
         for i, layer in enumerate(self.decoder.layers):
-            units += [
-                (f"decoder.layers.{i}.self_attn", layer.self_attn),
-                (f"decoder.layers.{i}.encoder_attn", layer.encoder_attn),
-                (f"decoder.layers.{i}.ffn", layer.ffn),
-            ]
+            add(f"decoder.layers.{i}.self_attn", layer.self_attn, "attention")
+            add(f"decoder.layers.{i}.encoder_attn", layer.encoder_attn, "attention")
+            add(f"decoder.layers.{i}.ffn", layer.ffn, "ffn")
+        if readout and include_embeddings:
+            units.append((readout, self.decoder.embed_tokens, "last"))
+        if not tied:
+            units.append(("decoder.output_projection", self.decoder.output_projection, "last"))
         return units

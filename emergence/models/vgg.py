@@ -2,8 +2,8 @@
 
 The feature stack is the paper's conv3x3 (padding 1) -> [BN] -> ReLU sequence with a 2x2 max-pool at each 'M' of the
 configuration. The default ``classifier="single"`` is one ``Linear(512*width -> num_classes)`` on the flattened
-features, as in GradInit's CIFAR VGG (zhuchen03/gradinit ``models/vgg.py``), which PAPER.md Sec. 6 takes as the
-default recipe: VGG-19 then has 16 convs + 1 linear = 17 weight layers for the emergence ramp (PAPER.md Sec. 2).
+features, as in GradInit's CIFAR VGG (zhuchen03/gradinit ``models/vgg.py``), which the suite takes as the
+default recipe: VGG-19 then has 16 convs + 1 linear = 17 weight layers for the emergence ramp (docs/method.md).
 ``classifier="three"`` is the original 3-layer head ``Linear(512,512)-ReLU-Linear(512,512)-ReLU-Linear(512,classes)``
 (no dropout unless ``dropout > 0``); the only concrete Emergence instance (companion paper, App. B) rescales exactly
 these three classifier layers.

@@ -4,13 +4,17 @@ The whole dataset sits in one uint8 tensor on the device, so an epoch is a seede
 batch normalized, and augmented on the device, when drawn): no DataLoader, no per-image PIL work. A fixed validation
 split is carved out of the training set with
 ``split_seed`` (the same for every run seed, so seeds vary only init and data order); the official test set is
-evaluated at the end. Batch augmentation (crop/flip/cutout on tensors) is optional.
+evaluated at the end. Batch augmentation (crop/flip/cutout on tensors) is optional. ``reader`` is either keyword
+arguments for the built-in reader of ``dataset`` or a callable
+``reader(root) -> dict(train_x, train_y, test_x, test_y)`` (uint8 N x C x H x W images, int64 labels), e.g. a Hydra
+``_partial_`` target, so a new dataset needs no edit of the package (docs/extending.md).
 
 Task interface used by the runner (the translation task provides the same methods):
 ``setup(device)``, ``model_kwargs()``, ``example_inputs()``, ``steps_per_epoch(batch_size)``,
 ``train_batches(batch_size, generator)``, ``loss(model, batch) -> (loss, stats)``, ``evaluate(model, split)``,
-``probe_inputs(n, generator)``, ``target_metric``; for GradInit ``gradinit_batches``, ``merge``, ``inputs``,
-``criterion``. The runner sets ``task.run_dir`` after ``setup``.
+``probe_inputs(n, generator)``, ``target_metric``, ``init_batches(batch_size, generator)`` (data for data-dependent
+initializers, see emergence/init/__init__.py); for GradInit ``gradinit_batches``, ``merge``, ``inputs``, ``criterion``.
+The runner sets ``task.run_dir`` after ``setup``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from emergence.data.images import READERS
+from emergence.init import InitBatch
 
 
 class ClassificationTask:
@@ -40,8 +45,15 @@ class ClassificationTask:
         augment: dict | None = None,
         reader: dict | None = None,
     ):
-        if dataset not in READERS:
-            raise ValueError(f"data.dataset must be one of {sorted(READERS)}; got {dataset!r}")
+        if callable(reader):  # a reader from outside the package (data.reader: {_target_: ..., _partial_: true})
+            self.read, reader = reader, None
+        elif dataset in READERS:
+            self.read = READERS[dataset]
+        else:
+            raise ValueError(
+                f"data.dataset must be one of {sorted(READERS)}, or data.reader a callable (_target_ with "
+                f"_partial_: true); got {dataset!r}"
+            )
         if val_size < 0 or (train_subset is not None and train_subset < 1):
             raise ValueError(
                 f"data.val_size must be >= 0 and data.train_subset >= 1 or null; got {val_size}, {train_subset}"
@@ -54,7 +66,7 @@ class ClassificationTask:
 
     # ---- data ---------------------------------------------------------------------------------------------------
     def setup(self, device: torch.device) -> ClassificationTask:
-        raw = READERS[self.dataset](self.root, **self.reader_kwargs)
+        raw = self.read(self.root, **self.reader_kwargs)
         train_x, train_y = raw["train_x"], raw["train_y"]
         perm = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(self.split_seed))
         if self.val_size >= len(train_y):
@@ -132,6 +144,18 @@ class ClassificationTask:
         for i in range(start, self.steps_per_epoch(batch_size)):
             idx = perm[i * batch_size : (i + 1) * batch_size]
             yield self._train_view(x[idx], torch.Generator().manual_seed(aug_seed + i)), y[idx]
+
+    def init_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[InitBatch]:
+        """Endless random training batches (with the training augmentation) for data-dependent initializers.
+
+        Each batch is ``batch_size`` distinct images drawn with ``generator``; batches are independent draws.
+        """
+        x, y = self.splits["train"]
+        if not 1 <= batch_size <= len(y):
+            raise ValueError(f"init.batch_size must be in [1, {len(y)}] (the training images); got {batch_size}")
+        while True:
+            idx = torch.randperm(len(y), generator=generator)[:batch_size].to(x.device)
+            yield InitBatch((self._train_view(x[idx], generator), y[idx]), self.inputs, self.criterion)
 
     def gradinit_batches(self, batch_size: int, generator: torch.Generator) -> tuple:
         """Three disjoint, augmented half-batches (B0, B1, B2) of random training images, for GradInit."""

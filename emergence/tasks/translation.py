@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from emergence.bleu import corpus_bleu, corpus_chrf, tokenized_bleu, write_translations
 from emergence.data.translation import PAD, TranslationData, corpus_paths
 from emergence.decode import beam_search, greedy_decode
+from emergence.init import InitBatch
 
 log = logging.getLogger("emergence")
 SPLITS = {"train": "train", "val": "valid", "valid": "valid", "test": "test"}  # runner name -> corpus file name
@@ -190,11 +191,11 @@ class TranslationTask:
         for ids in self.data.batch_indices("train", self.max_tokens, generator)[start:]:
             yield self._collate("train", ids)
 
-    def gradinit_batches(self, batch_size: int, generator: torch.Generator) -> tuple[dict, dict, dict]:
-        """(B0, B1, B2): one random length-bucketed batch of ~``batch_size`` tokens, cut into thirds by sentence count.
+    def _window(self, budget: int, generator: torch.Generator) -> Tensor:
+        """Ids of a random length-bucketed batch of about ``budget`` padded tokens (at least 3 sentences).
 
         The batch is a window of neighbours in the length order (random tie-break) around a random sentence, as the
-        training batches are, so the thirds are padded little (GRADINIT.md §1.2).
+        training batches are, so it is padded little.
         """
         ids = self._ids("train")
         ids = ids[torch.randperm(len(ids), generator=generator)]
@@ -204,15 +205,25 @@ class TranslationTask:
         lo = int(torch.randint(len(ids), (1,), generator=generator))
         hi, width = lo + 1, tok[lo]
         while True:  # grow upwards, then downwards, while (longest length) x (sentences) fits the budget
-            if hi < len(ids) and (max(width, tok[hi]) * (hi - lo + 1) <= batch_size or hi - lo < 3):
+            if hi < len(ids) and (max(width, tok[hi]) * (hi - lo + 1) <= budget or hi - lo < 3):
                 width, hi = max(width, tok[hi]), hi + 1
-            elif lo > 0 and (max(width, tok[lo - 1]) * (hi - lo + 1) <= batch_size or hi - lo < 3):
+            elif lo > 0 and (max(width, tok[lo - 1]) * (hi - lo + 1) <= budget or hi - lo < 3):
                 width, lo = max(width, tok[lo - 1]), lo - 1
             else:
                 break
-        chosen = torch.tensor(ids[lo:hi])[torch.randperm(hi - lo, generator=generator)]
+        return torch.tensor(ids[lo:hi])[torch.randperm(hi - lo, generator=generator)]
+
+    def init_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[InitBatch]:
+        """Endless random token batches of about ``batch_size`` padded tokens, for data-dependent initializers."""
+        while True:
+            yield InitBatch(self._collate("train", self._window(batch_size, generator)), self.inputs, self.criterion)
+
+    def gradinit_batches(self, batch_size: int, generator: torch.Generator) -> tuple[dict, dict, dict]:
+        """(B0, B1, B2): one random length-bucketed batch of ~``batch_size`` tokens, cut into thirds by sentence count
+        (GRADINIT.md §1.2)."""
+        chosen = self._window(batch_size, generator)
         if len(chosen) < 3:
-            raise ValueError(f"GradInit needs >= 3 training pairs in a batch; the corpus has {len(ids)}")
+            raise ValueError(f"GradInit needs >= 3 training pairs in a batch; the corpus has {len(self._ids('train'))}")
         return tuple(self._collate("train", part) for part in chosen.tensor_split(3))
 
     @staticmethod
