@@ -8,7 +8,7 @@ the baseline the paper's IWSLT'14 Xavier number (34.85 BLEU) most likely comes f
 - token embeddings N(0, d^-1/2) with the padding row 0; an untied output projection N(0, d^-1/2);
 - LayerNorm (1, 0). Any other Conv/Linear (none in the Transformer) gets Xavier uniform with bias 0.
 
-Contract: see ``torch_default``.
+Contract: see ``emergence/init/__init__.py``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class FairseqDefault:
     needs_data = False
 
     @torch.no_grad()
-    def __call__(self, model: nn.Module, example: tuple = (), generator=None) -> dict[str, float]:
+    def __call__(self, model: nn.Module, example: tuple = (), generator=None, batches=None) -> dict[str, float]:
         reset_shared_(model, generator)  # biases 0, LayerNorm (1, 0), embeddings N(0, d^-1/2) with pad row 0
         qkv_ids = set()
         for m in model.modules():
