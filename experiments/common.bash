@@ -109,8 +109,9 @@ layerwise() {  # layerwise ARCH -> the layer-wise-LR control's override, the sam
   elif [[ $1 == mlp* ]]; then echo 'optim.layerwise_lr={alpha:1.2599}'  # 2^(1/3), L = 7
   else echo 'optim.layerwise_lr={alpha:1.0905}'; fi                      # 2^(1/8), L = 17 (VGG-19)
 }
-BASE_INITS="torch_default xavier kaiming gradinit emergence"
-TRANSLATION_INITS="torch_default xavier fairseq_default emergence"
+# the inits of the comparison (overridable, e.g. TRANSLATION_INITS="torch_default xavier emergence" to save time)
+BASE_INITS=${BASE_INITS:-torch_default xavier kaiming gradinit emergence}
+TRANSLATION_INITS=${TRANSLATION_INITS:-torch_default xavier fairseq_default emergence}
 if [ "$SMOKE" = 1 ]; then BASE_INITS="kaiming gradinit emergence"; TRANSLATION_INITS="xavier fairseq_default emergence"; fi
 cells() {
   local exp data archs arch init d
