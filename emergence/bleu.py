@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sacrebleu.metrics import BLEU
+from sacrebleu.metrics import BLEU, CHRF
 
 
 def corpus_bleu(hyps: list[str], refs: list[str], tokenize: str = "13a", lowercase: bool = False) -> dict[str, object]:
@@ -33,6 +33,30 @@ def corpus_bleu(hyps: list[str], refs: list[str], tokenize: str = "13a", lowerca
     metric = BLEU(tokenize=tokenize, lowercase=lowercase)
     result = metric.corpus_score(list(hyps), [list(refs)])
     return {"score": float(result.score), "signature": str(metric.get_signature()), "text": str(result)}
+
+
+def tokenized_bleu(hyps: list[str], refs: list[str]) -> dict[str, object]:
+    """BLEU on the text's own whitespace tokens, no smoothing (sacreBLEU ``tokenize="none"``, ``smooth_method="none"``).
+
+    On a lowercased, Moses-tokenized corpus after BPE removal (IWSLT'14 as prepared by fairseq's recipe) this is the
+    "tokenized BLEU" that fairseq-generate and multi-bleu.perl report and that papers quote (docs/method.md); it is not
+    comparable with sacreBLEU's default (13a-tokenized) score.
+    """
+    if len(hyps) != len(refs):
+        raise ValueError(f"{len(hyps)} hypotheses vs {len(refs)} references")
+    metric = BLEU(tokenize="none", smooth_method="none")
+    result = metric.corpus_score(list(hyps), [list(refs)])
+    return {"score": float(result.score), "signature": str(metric.get_signature())}
+
+
+def corpus_chrf(hyps: list[str], refs: list[str]) -> dict[str, object]:
+    """Corpus chrF (sacreBLEU's defaults: character 6-grams, beta 2) with its signature; smoother than BLEU when
+    BLEU is near 0, so it carries early-training comparisons (README "Translation")."""
+    if len(hyps) != len(refs):
+        raise ValueError(f"{len(hyps)} hypotheses vs {len(refs)} references")
+    metric = CHRF()
+    result = metric.corpus_score(list(hyps), [list(refs)])
+    return {"score": float(result.score), "signature": str(metric.get_signature())}
 
 
 def _one_line(text: str) -> str:

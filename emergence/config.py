@@ -24,6 +24,8 @@ import math
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from emergence import protocol
+
 # keys (and everything below them) that do not change a run's result
 RESULT_NEUTRAL = (
     "force", "run_dir", "labels", "hydra", "logger", "paths",
@@ -96,6 +98,10 @@ def validate(cfg: DictConfig) -> None:
         if not ok(value):
             raise ConfigError(f"{key}={value!r} is invalid: it must be {allowed}.")
     check_options(cfg)
+    try:
+        protocol.check_validation(cfg)  # validation is never the test set
+    except protocol.ValidationIsTestError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def check_options(cfg: DictConfig, groups=("arch", "init", "data", "optim", "schedule", "logger")) -> None:

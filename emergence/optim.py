@@ -10,7 +10,9 @@
   (``emergence.ramp_units``): ``{}`` or ``{max_factor: 2}`` derives alpha from the traced depth, ``{alpha: a}``
   fixes it.
 - ``build_schedule(optimizer, steps_per_epoch, epochs, name=..., warmup_epochs=...)``: a per-step LambdaLR: constant,
-  cosine (to ``min_lr_factor``) or linear decay, after an optional linear warm-up from 0.
+  cosine (to ``min_lr_factor``) or linear decay, after an optional linear warm-up from 0. Its length is ``epochs``
+  epochs (``trainer.epochs``; a run cut short by ``trainer.max_steps`` keeps the long schedule's LR at every step), or
+  ``total_updates`` optimizer steps when set (GradInit's IWSLT recipe decays over 100k updates).
 Configs call both through Hydra with ``_partial_: true``; the runner supplies the model and step counts.
 """
 
@@ -128,13 +130,16 @@ def build_schedule(
     name: str = "constant",
     warmup_epochs: float = 0.0,
     min_lr_factor: float = 0.0,
+    total_updates: int | None = None,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A schedule stepped once per optimizer step."""
+    """A schedule stepped once per optimizer step, over ``total_updates`` steps or else ``epochs`` epochs."""
     if name not in SCHEDULES:
         raise ValueError(f"schedule.name must be one of {list(SCHEDULES)}; got {name!r}")
     if warmup_epochs < 0 or not 0 <= min_lr_factor <= 1:
         raise ValueError("schedule.warmup_epochs must be >= 0 and schedule.min_lr_factor in [0, 1]")
-    total = max(1, steps_per_epoch * epochs)
+    if total_updates is not None and not (isinstance(total_updates, int) and total_updates >= 1):
+        raise ValueError(f"schedule.total_updates must be null or an integer >= 1; got {total_updates!r}")
+    total = max(1, total_updates if total_updates is not None else steps_per_epoch * epochs)
     warmup = int(round(warmup_epochs * steps_per_epoch))
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, total, warmup, name, min_lr_factor)

@@ -1,18 +1,12 @@
 #!/usr/bin/env bash
-# Does the emergence ramp work through something simpler? (docs/method.md; rows of the MLP table)
-#   - layer-wise LR control: Kaiming init, lr * alpha^(-2 e_l) per layer (== the ramp's dynamics on a plain ReLU net),
-#     alpha from the same max_factor rule as the init
+# Does the emergence ramp work through something simpler? (docs/method.md; reviewer questions) Each control is a tuned
+# cell (its own LR from lr_select.sh) on the MLP's seeds (10) and, from SCALE=cpu-full on, on VGG-19 +/- BN (5 seeds):
+#   - layer-wise LR control: Kaiming init, lr * alpha^(-2 e_l) per layer with the init's alpha rule (== the ramp's
+#     dynamics on a plain ReLU net; nets without BN only)
 #   - LR warm-up baseline: Kaiming init, linear warm-up over the first epoch
 #   - the inverse ("low emergence") ramp
-#   - an alpha sweep (forward ramp), alpha = 1.1 .. 2 (the default alpha comes from init.max_factor=2: 2^(1/3) on the
-#     7-layer MLP)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PY:-.venv/bin/python}
-EXP=experiment=mlp_fashion_mnist
-[ "${SCALE:-cpu}" = paper ] && EXP="experiment=mlp_paper data=mnist,fashion_mnist"
-SEEDS=${SEEDS:-0,1,2}
-"$PY" -m emergence.train -m $EXP init=kaiming 'optim.layerwise_lr={max_factor:2}' seed=$SEEDS "$@"
-"$PY" -m emergence.train -m $EXP init=kaiming schedule.warmup_epochs=1 seed=$SEEDS "$@"
-"$PY" -m emergence.train -m $EXP init=emergence init.inverse=true seed=$SEEDS "$@"
-"$PY" -m emergence.train -m $EXP init=emergence init.alpha=1.1,1.5,2.0 seed=$SEEDS "$@"
+# The alpha and turning-point ablations are in alpha_sweep.sh.
+source "$(dirname "$0")/common.bash"
+run_cells mlp_controls
+run_cells cnn_controls
+run_queue

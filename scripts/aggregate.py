@@ -4,7 +4,9 @@ Reads every ``run.json`` under the runs dir (never W&B). One row per experiment 
 number of seeds, mean ± sd over completed seeds of the target metric at init, after epoch 1, final and best, the test
 metric, and steps / epochs / seconds to the target. Runs that diverged, failed or are still running are counted in
 their row and listed below the table (with the first line of the error), never dropped silently; so are jobs of a
-sweep that failed before their run started (a config error, a run dir in use), recorded in ``<experiment>/.sweeps/``.
+sweep that failed before their run started (a config error, a run dir in use), recorded in ``<experiment>/.sweeps/``,
+and completed runs that collapsed (final validation accuracy at chance, emergence/protocol.py), which stay in the
+means.
 
     python scripts/aggregate.py [--runs runs] [--out results] [--experiment NAME ...]
 """
@@ -20,6 +22,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from emergence.protocol import is_collapsed
 from emergence.runinfo import summary_key  # the one function that names summary keys
 
 # (column, which metric, at which point): "target" is the run's target metric (e.g. val/acc), "test" its test split
@@ -97,6 +100,7 @@ def aggregate(runs: list[dict]) -> list[dict]:
             "n_seeds": len(done),
             "n_runs": len(members),
             "n_diverged": sum(r.get("status") == "diverged" for r in members),
+            "n_collapsed": sum(is_collapsed(r) for r in members),
             "n_failed": sum(r.get("status") not in ("completed", "diverged") for r in members),
             "n_reached_target": sum(r["summary"].get("steps_to_target") is not None for r in done),
             "alpha": next((r.get("alpha") for r in members), None),
@@ -126,6 +130,10 @@ def aggregate(runs: list[dict]) -> list[dict]:
             for r in members
             if r.get("status") != "completed"
         )
+        collapsed = [
+            f"{Path(r['_dir']).name}@{Path(r['_dir']).parent.name}: collapsed" for r in members if is_collapsed(r)
+        ]
+        row["problems"] = "; ".join(p for p in (row["problems"], *collapsed) if p)
         rows.append(row)
     return rows
 
@@ -150,7 +158,7 @@ def markdown(rows: list[dict], title: str, failures: list[dict] = ()) -> str:
         f"## {title}",
         "",
         "| data | arch | init | variant | seeds | metric at init | after epoch 1 | final | best | test | "
-        "epochs to target | s to target | diverged/failed | other test metrics |",
+        "epochs to target | s to target | diverged/collapsed/failed | other test metrics |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -163,7 +171,7 @@ def markdown(rows: list[dict], title: str, failures: list[dict] = ()) -> str:
             + f" | {fmt(r['test_final_mean'], r['test_final_sd'], r['test_final_n'], pct)} | "
             f"{fmt(r['epochs_to_target_mean'], r['epochs_to_target_sd'], r['epochs_to_target_n'])}{reached} | "
             f"{fmt(r['wall_s_to_target_mean'], r['wall_s_to_target_sd'], r['wall_s_to_target_n'], digits=1)} | "
-            f"{r['n_diverged']}/{r['n_failed']} | "
+            f"{r['n_diverged']}/{r['n_collapsed']}/{r['n_failed']} | "
             + "; ".join(f"{k} {fmt(r[f'test_{k}_mean'], r[f'test_{k}_sd'], 1)}" for k in r["other_test"])
             + " |"
         )
@@ -176,7 +184,7 @@ def markdown(rows: list[dict], title: str, failures: list[dict] = ()) -> str:
     )
     problems = [f"- {r['init']} ({r['variant'] or 'default'}): {r['problems']}" for r in rows if r["problems"]]
     if problems:
-        lines += ["", "Runs not completed:", *problems]
+        lines += ["", "Runs not completed or collapsed (final validation accuracy at chance):", *problems]
     if failures:
         lines += ["", "Jobs that failed in a sweep (exit code, overrides, error):"]
         lines += [f"- exit {f['exit_code']}: {' '.join(f.get('overrides', []))}: {f['error']}" for f in failures]

@@ -39,3 +39,19 @@ def test_aggregate_counts_diverged_and_failed_runs(tmp_path):
     md = (tmp_path / "out" / "exp.md").read_text()
     assert "seed=1@init=emergence: diverged at step 7" in md and "seed=2@init=emergence: failed" in md
     assert "| 85.00 ± 7.07 |" in md
+
+
+def test_aggregate_counts_collapsed_runs_beside_diverged_ones(tmp_path):
+    runs = tmp_path / "runs"
+    cls = {"data": {"_target_": "emergence.tasks.classification.ClassificationTask", "dataset": "fashion_mnist"}}
+    write_run(runs, "xavier", 0, "completed", 0.85)
+    write_run(runs, "xavier", 1, "completed", 0.1005)  # chance: collapsed, still a completed seed
+    write_run(runs, "xavier", 2, "diverged")
+    for seed in (0, 1):
+        path = runs / "exp" / "init=xavier" / f"seed={seed}" / "run.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "config": cls}))
+    assert aggregate_main(["--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
+    row = next(csv.DictReader(open(tmp_path / "out" / "exp.csv")))
+    assert (row["n_seeds"], row["n_collapsed"], row["n_diverged"]) == ("2", "1", "1")
+    md = (tmp_path / "out" / "exp.md").read_text()
+    assert "| 1/1/0 |" in md and "seed=1@init=xavier: collapsed" in md

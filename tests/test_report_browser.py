@@ -63,7 +63,7 @@ def test_report_files_and_a_real_verdict(built_report):
     mlp = verdicts["mlp-epoch1"]
     assert mlp["n_pairs"] == 5 and mlp["verdict"] not in ("not run", "too few seeds")  # judged by the rule
     assert verdicts["cifar10-vgg19-epoch1"]["verdict"] == "not run"
-    assert verdicts["mlp-alpha-1.5"]["verdict"] == "not run"  # no alpha-1.5 runs in the fixture
+    assert verdicts["mlp-alpha-f1.5"]["verdict"] == "not run"  # no max_factor-1.5 runs in the fixture
     md = (built_report / "verdict.md").read_text()
     assert md.count("\n| **") == len(doc["claims"]) and mlp["verdict"] in md
     page = (built_report / "report.html").read_text()

@@ -16,8 +16,11 @@ prepared corpus folder ``{train,valid,test}.{src_lang,tgt_lang}`` (``scripts/pre
   2 ** nll_base2) and ``acc`` (teacher-forced token accuracy) on every call. ``bleu`` and ``bleu_signature`` are added
   when ``final`` (search with ``beam`` on the whole split; ``translations.<split>.{src,hyp,ref}`` written into
   ``run_dir``) or when ``epoch`` is a positive whole multiple of ``bleu_every_epochs`` (search with ``eval_beam``,
-  1 = greedy, on a fixed subset of at most ``bleu_max_sentences`` sentences). BLEU is sacreBLEU on detokenized text:
-  the spm-decoded hypotheses against the raw reference lines.
+  1 = greedy, on a fixed subset of at most ``bleu_max_sentences`` sentences). BLEU is sacreBLEU (signature logged)
+  on the spm-decoded hypotheses against the corpus's own reference lines, and ``chrf`` beside it; on a pre-tokenized
+  corpus (IWSLT'14: lowercased, Moses-tokenized) ``tokenized_bleu`` adds ``bleu_tok``, the papers' tokenized BLEU.
+  ``keep_best`` stores the model with the best periodic val BLEU (``run_dir/best_model.pt``) and the final test
+  evaluation scores it too (``best_bleu``, ``best_bleu_tok``, ``best_chrf``, ``best_epoch``).
 
     task = TranslationTask("data/ding_de_en", "de", "en", vocab_size=4000).setup(torch.device("cpu"))
     model = Transformer(**task.model_kwargs(), d_model=64, ffn_dim=128, heads=4, encoder_layers=2, decoder_layers=2)
@@ -28,6 +31,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from emergence.bleu import corpus_bleu, write_translations
+from emergence.bleu import corpus_bleu, corpus_chrf, tokenized_bleu, write_translations
 from emergence.data.translation import PAD, TranslationData, corpus_paths
 from emergence.decode import beam_search, greedy_decode
 from emergence.init import InitBatch
@@ -93,6 +97,8 @@ class TranslationTask:
         test_subset: int | None = None,
         num_samples: int = 3,
         spm_threads: int = 1,
+        keep_best: bool = False,
+        tokenized_bleu: bool = False,
     ):
         if src_lang == tgt_lang:
             raise ValueError(f"data.src_lang and data.tgt_lang must differ; both are {src_lang!r}")
@@ -102,6 +108,7 @@ class TranslationTask:
                 f"only), data.beam >= 1, data.eval_beam >= 1; got {max_tokens}, {label_smoothing}, "
                 f"{bleu_every_epochs}, {beam}, {eval_beam}"
             )
+        self.keep_best, self.tokenized_bleu = bool(keep_best), bool(tokenized_bleu)
         self.corpus_dir, self.src_lang, self.tgt_lang = Path(corpus_dir), src_lang, tgt_lang
         self.vocab_size, self.joint_vocab, self.spm_threads = int(vocab_size), bool(joint_vocab), int(spm_threads)
         self.cache_dir = Path(cache_dir) if cache_dir else self.corpus_dir / "cache"
@@ -304,8 +311,41 @@ class TranslationTask:
                 fixed = torch.Generator().manual_seed(0)  # the same subset for every run, seed and epoch
                 ids = ids[torch.randperm(len(ids), generator=fixed)[: self.bleu_max_sentences].sort().values]
             out.update(self._bleu(model, split, ids, self.beam if final else self.eval_beam, write=final))
+            if split == "val" and not final and self.keep_best:
+                self._keep_if_best(model, float(epoch), out["bleu"])
+            if final and self.keep_best:
+                out.update(self._score_best(model, split, ids))
         model.train(was_training)
         return out
+
+    def _best_path(self) -> Path | None:
+        return Path(self.run_dir) / "best_model.pt" if getattr(self, "run_dir", None) is not None else None
+
+    def _keep_if_best(self, model: nn.Module, epoch: float, bleu: float) -> None:
+        """Store the model when its val BLEU is the best so far (a file from an earlier attempt, written at this
+        epoch or later, is replaced), atomically in the run dir so that a resumed run keeps its best."""
+        path = self._best_path()
+        if path is None:
+            return
+        best = torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+        if best is None or best["epoch"] >= epoch or bleu > best["val_bleu"]:
+            tmp = path.with_name(path.name + ".tmp")
+            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            torch.save({"epoch": epoch, "val_bleu": bleu, "model": state}, tmp)
+            os.replace(tmp, path)
+
+    def _score_best(self, model: nn.Module, split: str, ids: Tensor) -> dict:
+        """BLEU of the best checkpoint by val BLEU on ``split`` (the final model's weights are restored after)."""
+        path = self._best_path()
+        if path is None or not path.exists():
+            return {}
+        best = torch.load(path, map_location="cpu", weights_only=True)
+        final_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        model.load_state_dict(best["model"])
+        scores = self._bleu(model, split, ids, self.beam, write=True, tag=".best")
+        model.load_state_dict(final_state)
+        scores = {f"best_{k}": v for k, v in scores.items()}
+        return {**scores, "best_epoch": best["epoch"], "best_val_bleu": best["val_bleu"]}
 
     def translate(self, model: nn.Module, split: str, ids: Tensor, beam: int) -> list[str]:
         """Detokenized translations of sentences ``ids`` of ``split`` (greedy for beam 1), in the order of ``ids``."""
@@ -321,7 +361,7 @@ class TranslationTask:
                 hyps[pos] = self.data.decode(tokens, "tgt")
         return hyps
 
-    def _bleu(self, model: nn.Module, split: str, ids: Tensor, beam: int, write: bool) -> dict:
+    def _bleu(self, model: nn.Module, split: str, ids: Tensor, beam: int, write: bool, tag: str = "") -> dict:
         name = SPLITS[split]
         refs_all = self.data.references(name)
         refs = [refs_all[i] for i in ids.tolist()]
@@ -331,8 +371,12 @@ class TranslationTask:
             srcs_all = _raw_lines(self.corpus_dir / f"{name}.{self.src_lang}")
             srcs = [srcs_all[i] for i in ids.tolist()]
             if self.run_dir is not None:
-                write_translations(Path(self.run_dir) / f"translations.{split}", srcs, hyps, refs)
+                write_translations(Path(self.run_dir) / f"translations.{split}{tag}", srcs, hyps, refs)
             for i in range(min(self.num_samples, len(hyps))):
                 log.info("%s sample %d\n  src: %s\n  ref: %s\n  hyp: %s", split, i, srcs[i], refs[i], hyps[i])
         log.info("%s BLEU %.2f (beam %d, %d sentences) %s", split, score["score"], beam, len(ids), score["signature"])
-        return {"bleu": score["score"], "bleu_signature": score["signature"]}
+        out = {"bleu": score["score"], "bleu_signature": score["signature"], "chrf": corpus_chrf(hyps, refs)["score"]}
+        if self.tokenized_bleu:  # the papers' number on a pre-tokenized corpus (emergence/bleu.py)
+            tok = tokenized_bleu(hyps, refs)
+            out.update(bleu_tok=tok["score"], bleu_tok_signature=tok["signature"])
+        return out
