@@ -99,3 +99,10 @@ def test_divergence_check_leaves_training_bit_identical(make_cfg, tmp_path):
 def test_gradient_norm_divergence_fires_with_and_without_clipping(make_cfg, clip):
     record = run(make_cfg("arch=mlp", "init=kaiming", "trainer.diverge_grad_norm=1e-9", f"trainer.grad_clip={clip}"))
     assert record["status"] == "diverged" and record["diverged_at"] == 0
+
+
+def test_translation_benchmark_times_at_most_one_epoch(tmp_path):
+    """More --steps than the corpus has batches used to end the runner early and fail its step-count check."""
+    proc = bench("translation", "--steps", "10000", "--repeats", "1", "--corpus", str(tmp_path / "none"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "batches per epoch; timing that many steps, not 10000" in proc.stdout

@@ -134,6 +134,10 @@ def main(argv=None) -> int:
             corpus, langs, name = synthetic_corpus(tmp), ("xx", "yy"), "a synthetic corpus"
         cfg = config(corpus, langs, tmp, args.arch, args.steps, "")
         task = instantiate(cfg.data).setup(torch.device("cpu"))
+        if task.steps_per_epoch() < args.steps:  # one epoch only: a second one would put an evaluation in the timing
+            print(f"{name} has {task.steps_per_epoch()} batches per epoch; timing that many steps, not {args.steps}")
+            args.steps = task.steps_per_epoch()
+            cfg = config(corpus, langs, tmp, args.arch, args.steps, "")
         stats = interleave(
             {"bare loop": lambda: bare_loop(cfg, task, args.steps),
              "runner": lambda: runner(corpus, langs, tmp, args.arch, args.steps)},
