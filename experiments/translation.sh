@@ -9,7 +9,7 @@
 #                   recipe LR (GPU; data from scripts/prepare_iwslt14.py / prepare_wmt16.py)
 # Translation tasks batch by tokens (data.max_tokens); trainer.batch_size is ignored.
 source "$(dirname "$0")/common.bash"
-if [ "$SCALE" = cpu-full ] && [ ! -f "${EMERGENCE_DATA:-data}/gettext_de_en/meta.json" ]; then
+if [ "$SCALE" = cpu-full ] && [ "${DRY_RUN:-0}" != 1 ] && [ ! -f "${EMERGENCE_DATA:-data}/gettext_de_en/meta.json" ]; then
   echo "[translation.sh] no corpus at ${EMERGENCE_DATA:-data}/gettext_de_en: run make data (scripts/prepare_gettext.py)" >&2
   exit 1
 fi
