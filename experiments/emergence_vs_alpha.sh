@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Emergence E at init against alpha, the inverse ramp and the baselines (PAPER.md §3-4): results/emergence_vs_alpha.*
+# Emergence E at init against alpha, the inverse ramp and the baselines (docs/method.md#what-the-rescale-does): results/emergence_vs_alpha.*
 #   SCALE=cpu, cpu-full   the MLP on Fashion-MNIST probes
 #   SCALE=paper also the CNNs on CIFAR-10 probes
 set -euo pipefail

@@ -1,4 +1,4 @@
-"""Tests of the emergence measure E (emergence/metrics/emergence.py; PAPER.md Sec. 4)."""
+"""Tests of the emergence measure E (emergence/metrics/emergence.py; docs/method.md#the-emergence-measure)."""
 
 import math
 

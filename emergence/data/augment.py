@@ -1,6 +1,6 @@
 """Batched, on-device CIFAR training augmentation: random crop, horizontal flip, normalization, cutout.
 
-Reproduces the CIFAR recipe of GradInit (zhuchen03/gradinit ``train_cifar.py``; PAPER.md Sec. 6):
+Reproduces the CIFAR recipe of GradInit (zhuchen03/gradinit ``train_cifar.py``; docs/method.md#training-recipes):
 ``RandomCrop(32, padding=4) -> RandomHorizontalFlip -> ToTensor -> Normalize(mean, std) -> Cutout(1 hole, 16 px)``,
 but on a whole ``N x C x H x W`` batch already on the training device, with no PIL and no per-image Python loop.
 Every random draw comes from an explicit ``torch.Generator``, so the same seed gives the same batch.

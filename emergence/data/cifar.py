@@ -2,7 +2,7 @@
 
 `load_cifar` reads the python-pickle release of CIFAR (the ``cifar-10-batches-py`` / ``cifar-100-python`` folders
 that torchvision's ``CIFAR10``/``CIFAR100`` download and use) into ``N x 3 x 32 x 32`` uint8 tensors, with no
-per-image transform. Normalization constants (PAPER.md Sec. 6, GradInit ``train_cifar.py``):
+per-image transform. Normalization constants (docs/method.md#training-recipes, GradInit ``train_cifar.py``):
 - CIFAR-10: mean (0.4914, 0.4822, 0.4465), std (0.2023, 0.1994, 0.2010). These std values are the widely copied
   ones (not the pixel std of the training set, which is about (0.247, 0.243, 0.261)); kept to match the recipe.
 - CIFAR-100: the standard mean (0.5071, 0.4865, 0.4409), std (0.2673, 0.2564, 0.2762).

@@ -1,7 +1,7 @@
 """Translation data: sentencepiece vocabularies, cached token ids and fairseq-style token-count batches.
 
-Used for the paper's IWSLT'14 De-En Transformer experiment (PAPER.md §6) and its offline stand-in, the Ding corpus
-(ENVIRONMENT.md §7). A prepared corpus is a folder of aligned plain-text files ``{train,valid,test}.{lang}``, one
+Used for the paper's IWSLT'14 De-En Transformer experiment (docs/method.md#training-recipes) and its offline stand-in, the Ding corpus
+(docs/environment.md#data-sources). A prepared corpus is a folder of aligned plain-text files ``{train,valid,test}.{lang}``, one
 sentence per line, written by ``scripts/prepare_ding.py``, ``prepare_iwslt14.py`` or ``prepare_wmt16.py``. Languages
 are parameters everywhere; nothing assumes German or English.
 

@@ -6,7 +6,7 @@ For N hidden activation layers with n_i nodes of which a_i are active,
 
 the number of paths from inactive nodes to active nodes of later layers. ``product_over="all"`` uses m_k = n_k (the
 published form, default); ``product_over="active"`` uses m_k = a_k (the reading of the companion paper's eq. 9).
-Relative emergence is E_rel = E / #parameters. Conventions follow PAPER.md Sec. 4.3:
+Relative emergence is E_rel = E / #parameters. Conventions follow docs/method.md#measurement-conventions:
 
 - Layers are the outputs of the activation modules (``ACTIVATIONS``) in forward-execution order, recorded with forward
   hooks during one forward pass (a module called twice counts once, at its first call). Input and logits are not layers.

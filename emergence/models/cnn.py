@@ -1,9 +1,9 @@
 """Small CNN for quick CPU runs (Fashion-MNIST, sklearn digits), plus the argument checks the CNN families share.
 
 `SmallCNN` is the suite's stand-in for the paper's "CNN image classification" setting (arXiv 2407.19044, Sec. 5 of
-PAPER.md) on data that fits a 2-core CPU: ``[conv3x3 -> (BN) -> ReLU -> maxpool] x len(channels) -> flatten ->
+docs/method.md) on data that fits a 2-core CPU: ``[conv3x3 -> (BN) -> ReLU -> maxpool] x len(channels) -> flatten ->
 Linear(hidden) -> ReLU -> Linear(num_classes)``. Its weight layers are ``len(channels) + 2`` (4 by default), all on
-the main path, so the emergence rule (PAPER.md Sec. 2) ramps over them in this order.
+the main path, so the emergence rule (docs/method.md#depth-units) ramps over them in this order.
 
 A 2x2 max-pool is skipped when the feature map is already smaller than 2 px on a side, so no input pools below 1x1
 (8x8 digits: 8 -> 4 -> 2 with the default two stages; a fourth stage would meet a 1x1 map and skip its pool).
@@ -14,7 +14,7 @@ Conventions shared by every model in `emergence.models` (VGG, ResNet, SmallCNN, 
 - ``width`` multiplies channel counts (rounded, at least 1).
 - PyTorch layer defaults only; the initializers in `emergence.init` set the weights.
 - every activation is its own ``nn.ReLU`` module (not in place, so a hook on the preceding layer sees its own output),
-  so forward hooks see each hidden layer (PAPER.md Sec. 4.3).
+  so forward hooks see each hidden layer (docs/method.md#measurement-conventions).
 
 Example:
     >>> model = SmallCNN((1, 28, 28), 10)

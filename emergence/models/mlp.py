@@ -1,6 +1,6 @@
 """Multi-layer perceptron for image classification.
 
-``MLP(input_shape, num_classes, depth=6, width=256)`` is the 784-256x6-10 network of PAPER.md (7 weight layers on
+``MLP(input_shape, num_classes, depth=6, width=256)`` is the 784-256x6-10 network of docs/method.md (7 weight layers on
 28x28 inputs). ``depth`` counts hidden layers. Every activation is its own module so forward hooks (the emergence
 measure) see each hidden layer. The model never sets its own weights beyond PyTorch's layer defaults.
 """

@@ -1,4 +1,4 @@
-"""Machine-translation task: token-count batches, label-smoothed loss, perplexity and sacreBLEU (PAPER.md §5-6).
+"""Machine-translation task: token-count batches, label-smoothed loss, perplexity and sacreBLEU (docs/method.md#what-the-paper-reports).
 
 The paper's Table 3 trains fairseq's ``transformer_iwslt_de_en`` on IWSLT'14 De-En for 80 epochs and reports BLEU.
 This task gives the runner (``emergence/train.py``) the interface of ``ClassificationTask`` for such runs, on any
@@ -214,7 +214,7 @@ class TranslationTask:
 
     def gradinit_batches(self, batch_size: int, generator: torch.Generator) -> tuple[dict, dict, dict]:
         """(B0, B1, B2): one random length-bucketed batch of ~``batch_size`` tokens, cut into thirds by sentence count
-        (GRADINIT.md §1.2)."""
+        (docs/gradinit.md#batches)."""
         chosen = self._window(batch_size, generator)
         if len(chosen) < 3:
             raise ValueError(f"GradInit needs >= 3 training pairs in a batch; the corpus has {len(self._ids('train'))}")
