@@ -1,6 +1,7 @@
 """Corpus BLEU through sacreBLEU, with its signature recorded next to every score.
 
-The paper reports BLEU on IWSLT'14 De-En (docs/method.md#training-recipes). Scoring choices (tokenized vs detokenized, tokenizer,
+The paper reports BLEU on IWSLT'14 De-En (docs/method.md#training-recipes). Scoring choices (tokenized vs
+detokenized, tokenizer,
 casing) move BLEU by up to a point, so every score carries sacreBLEU's signature, e.g.
 ``nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0``. Inputs are detokenized text (spm ``decode`` output
 and the raw reference lines); the score equals ``sacrebleu REF -i HYP -b`` on files written by

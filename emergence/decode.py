@@ -1,6 +1,7 @@
 """Greedy and beam-search decoding for `emergence.models.transformer.Transformer`, following fairseq's generator.
 
-BLEU in docs/method.md#training-recipes is computed with beam 5, max_len_a 1.2, max_len_b 10. The rules copied from fairseq's
+BLEU in docs/method.md#training-recipes is computed with beam 5, max_len_a 1.2, max_len_b 10. The rules copied from
+fairseq's
 SequenceGenerator (facts, not code):
 - at most max_len = int(max_len_a * src_len + max_len_b) tokens before eos, where src_len is the padded width of the
   batch's `src_tokens` (eos included), capped by the model's positions; at step max_len only eos is allowed;

@@ -1,6 +1,7 @@
 """Build the offline German–English sentence corpus from the Ding dictionary (Debian package ``trans-de-en``).
 
-The paper's IWSLT'14 De-En cannot be downloaded on the project's machines (docs/environment.md#data-sources), so this corpus is the
+The paper's IWSLT'14 De-En cannot be downloaded on the project's machines (docs/environment.md#data-sources), so this
+corpus is the
 offline stand-in for the translation experiments. The Ding file is GPL-2+: the corpus is built at set-up time into a
 gitignored folder and never committed.
 

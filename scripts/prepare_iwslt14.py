@@ -1,6 +1,7 @@
 """Prepare IWSLT'14 German–English the way fairseq's ``examples/translation/prepare-iwslt14.sh`` does, in Python.
 
-This is the paper's translation benchmark (docs/method.md#training-recipes, GradInit's ``transformer_iwslt_de_en`` recipe). It needs the
+This is the paper's translation benchmark (docs/method.md#training-recipes, GradInit's ``transformer_iwslt_de_en``
+recipe). It needs the
 TED 2014 release archive, which cannot be downloaded on the project's machines; fetch it elsewhere from
 ``IWSLT14_URL`` (fairseq's mirror of https://wit3.fbk.eu/archive/2014-01/texts/de/en/de-en.tgz) and pass its path:
 

@@ -141,7 +141,8 @@ def test_emergence_and_layer_diagnostics_are_logged(make_cfg, tmp_path):
     layer = [r for r in history if "layer/net.1/grad_norm" in r]
     assert [r["step"] for r in layer] == [5, 10, 15, 20, 25]
     assert all(r["layer/net.1/rel_update"] > 0 and r["layer/net.9/dist_init"] > 0 for r in layer)
-    # the first layer moves relatively more than the last under the forward ramp (docs/method.md#what-the-rescale-does: lr * alpha^(-2e))
+    # the first layer moves relatively more than the last under the forward ramp
+    # (docs/method.md#what-the-rescale-does: lr * alpha^(-2e))
     assert layer[-1]["layer/net.1/dist_init"] > layer[-1]["layer/net.9/dist_init"]
 
 

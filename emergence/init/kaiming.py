@@ -1,7 +1,8 @@
 """Kaiming/He initialization (He et al. 2015) of every Conv/Linear weight.
 
 std = gain(nonlinearity, a) / sqrt(fan), fan = fan_in or fan_out; the suite's default for MLPs and CNNs is normal,
-fan_in, relu (docs/method.md#base-initializer). Biases, norm parameters and embeddings are reset by ``layers.reset_shared_``.
+fan_in, relu (docs/method.md#base-initializer). Biases, norm parameters and embeddings are reset by
+``layers.reset_shared_``.
 Contract: see ``torch_default``.
 """
 

@@ -1,6 +1,7 @@
 """Per-layer training diagnostics: gradient norm, relative update, distance from init, weight norm.
 
-Answers the LPVS reviewer's "what happens per layer?" (docs/method.md#questions-the-suite-answers): the emergence rescale acts like
+Answers the LPVS reviewer's "what happens per layer?" (docs/method.md#questions-the-suite-answers): the emergence
+rescale acts like
 layer-wise learning rates (docs/method.md#what-the-rescale-does), which shows up as different relative updates
 ||W_t - W_{t-1}|| / ||W_{t-1}|| and distances from init ||W_t - W_0|| / ||W_0|| per layer. Keys follow STYLE.md
 Sec. 7: ``layer/<name>/<stat>``, with names exactly as the caller gives them.

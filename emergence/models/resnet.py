@@ -4,7 +4,8 @@ Layout: conv3x3(16*width) -> [BN] -> ReLU -> 3 stages of n BasicBlocks with 16/3
 block of stages 2 and 3 striding by 2 -> global average pool -> Linear(64*width -> num_classes). The weight layers are
 1 + 2*3n convs + 1 linear = 6n + 2 = ``depth`` (ResNet-56: 56, ResNet-110: 110), all on the main path, because the
 option-A shortcut has no parameters: it subsamples ``x[:, :, ::2, ::2]`` and zero-pads the new channels (half in
-front, half behind). This is the layer count docs/method.md#depth-units uses for the emergence ramp; GradInit's ResNet-110
+front, half behind). This is the layer count docs/method.md#depth-units uses for the emergence ramp; GradInit's
+ResNet-110
 (zhuchen03/gradinit ``models/gradinit_resnet_cifar.py``) is the same family.
 
 Parameter counts on 3x32x32, 10 classes (biases included; BN running stats are buffers):

@@ -1,4 +1,5 @@
-"""Machine-translation task: token-count batches, label-smoothed loss, perplexity and sacreBLEU (docs/method.md#what-the-paper-reports).
+"""Machine-translation task: token-count batches, label-smoothed loss, perplexity and sacreBLEU
+(docs/method.md#what-the-paper-reports).
 
 The paper's Table 3 trains fairseq's ``transformer_iwslt_de_en`` on IWSLT'14 De-En for 80 epochs and reports BLEU.
 This task gives the runner (``emergence/train.py``) the interface of ``ClassificationTask`` for such runs, on any
