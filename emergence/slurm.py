@@ -50,9 +50,12 @@ class QueueWatcher(SlurmInfoWatcher):
     def __init__(self, delay_s: int = 60):
         super().__init__(delay_s)
         self.source: str | None = None
+        self._ending: set[str] = set()  # jobs seen in an end state once; a second poll confirms it
 
     def is_done(self, job_id: str, mode: str = "standard") -> bool:
-        return self.get_state(job_id, mode=mode).split()[0].upper() not in UNFINISHED
+        if self.get_state(job_id, mode=mode).split()[0].upper() in UNFINISHED:
+            return False
+        return self.source != "squeue" or job_id in self._finished
 
     def update(self) -> None:
         if self.source is None:
@@ -75,9 +78,14 @@ class QueueWatcher(SlurmInfoWatcher):
             return
         listed = dict(line.strip().split("|", 1) for line in proc.stdout.splitlines() if "|" in line)
         for job_id in pending:  # a job squeue no longer lists has ended (MinJobAge passed)
-            self._info_dict[job_id] = {"JobID": job_id, "State": listed.get(job_id, "ENDED")}
-            if self.is_done(job_id, mode="cache"):
+            state = listed.get(job_id, "ENDED")
+            self._info_dict[job_id] = {"JobID": job_id, "State": state}
+            if state.split()[0].upper() in UNFINISHED:
+                self._ending.discard(job_id)
+            elif job_id in self._ending:  # an end state in two polls in a row: the job has ended
                 self._finished.add(job_id)
+            else:  # a job requeued while running (time limit, preemption) can show FAILED for a moment
+                self._ending.add(job_id)
 
 
 def _succeeds(cmd: list[str]) -> bool:
