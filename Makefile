@@ -11,7 +11,7 @@ export EMERGENCE_DATA := $(DATA)
 export EMERGENCE_RUNS := $(RUNS)
 export PY JOBS
 
-.PHONY: help install system-data chromium data test test-full lint reproduce reproduce-smoke aggregate report clean
+.PHONY: help install system-data chromium data test test-full lint reproduce reproduce-smoke aggregate report bench gpu-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -72,6 +72,12 @@ aggregate:  ## tables and plots from the run dirs
 report:  ## verdict per paper claim (conf/claims.yaml) and one self-contained page: results/verdict.md, report.html
 	$(PY) scripts/report.py --runs $(RUNS) --out results
 	@echo "verdicts: results/verdict.md; report: results/report.html"
+
+bench: install  ## every benchmark at full size -> results/bench.md (OFFICIAL=<clone of zhuchen03/gradinit> adds that row)
+	$(PY) -m scripts.bench.all --out results/bench.md $(if $(OFFICIAL),--official $(OFFICIAL),)
+
+gpu-check: install  ## the prepared check for a CUDA machine -> results/gpu_check/ (ARGS="--device cpu --smoke" on a CPU)
+	$(PY) -m scripts.bench.gpu_check $(ARGS)
 
 clean:  ## remove run outputs (keeps data and .venv)
 	rm -rf $(RUNS) outputs multirun

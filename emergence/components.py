@@ -1,22 +1,27 @@
-"""The pieces ``train.run`` assembles: device, init (with GradInit's cache), measurements, RNG state, run-dir care.
+"""The pieces ``train.run`` assembles: device, init (with GradInit's cache), measurements, RNG state, run-dir care,
+building from a config node with errors that name the group, the data's identity, and marking a run failed.
 
 Kept out of ``train.py`` so that ``run(cfg)`` stays one readable page.
 """
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import logging
 import time
 from pathlib import Path
 
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 
-from emergence import seeding
+from emergence import checkpoint, seeding
 from emergence.config import ConfigError
 from emergence.init.layers import trace_units
 from emergence.metrics import emergence as emergence_measure
 from emergence.metrics.layer_stats import LayerTracker
+from emergence.runinfo import write_json
 
 log = logging.getLogger("emergence")
 
@@ -70,6 +75,23 @@ def initialize(initializer, model, example, task, seed, device, run_dir: Path, f
     return stats, time.perf_counter() - t0
 
 
+def data_identity(task) -> str:
+    """A content hash of the data a run reads: part of its identity, so a run made on other data is refused.
+
+    Image tasks: the arrays of every split as trained and evaluated on (after the split and subsets). Translation:
+    the corpus files and the tokenizer model(s) (``TranslationData.identity``).
+    """
+    identity = getattr(getattr(task, "data", None), "identity", None)
+    if identity is not None or not hasattr(task, "splits"):
+        return identity
+    h = hashlib.sha256()
+    for name, tensors in sorted(task.splits.items()):
+        for t in tensors:
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.detach().cpu().contiguous().numpy())
+    return h.hexdigest()[:16]
+
+
 def auto(value, device: torch.device) -> bool:
     """``auto`` means on CUDA only; ``none``/false off; true/bf16 on."""
     if value == "auto":
@@ -118,3 +140,30 @@ def set_aside(path: Path) -> None:
         while path.with_name(f"{path.name}.attempt{n}").exists():
             n += 1
         path.rename(path.with_name(f"{path.name}.attempt{n}"))
+
+
+def build(group: str, node, **kwargs):
+    """``instantiate`` with the group named in the error: a bad value is a configuration error (exit 2)."""
+    try:
+        return instantiate(node, **kwargs)
+    except Exception as exc:
+        raise as_config_error(exc, group) from exc
+
+
+def as_config_error(exc: BaseException, group: str = "data") -> BaseException:
+    """ValueError/TypeError raised while building from the config -> a one-line ConfigError naming the group."""
+    cause = exc.__cause__ if isinstance(exc, InstantiationException) and exc.__cause__ is not None else exc
+    if isinstance(cause, (FileNotFoundError, OSError)):
+        return cause
+    if isinstance(cause, (ValueError, TypeError)) and not isinstance(cause, ConfigError):
+        return ConfigError(f"{group}: {cause}".splitlines()[0])
+    return exc
+
+
+def record_failure(run_dir: Path, info: dict, exc: BaseException) -> None:
+    """Mark the run failed in run.json (if that write is possible: the disk may be full)."""
+    error = str(checkpoint.DiskFull(run_dir)) if checkpoint.is_disk_full(exc) else f"{type(exc).__name__}: {exc}"
+    try:
+        write_json(run_dir / "run.json", {**info, "status": "failed", "error": error})
+    except OSError:
+        log.warning("could not mark %s failed in run.json", run_dir)

@@ -3,7 +3,8 @@
 ``RunLogger.log(metrics, step)`` appends one JSON record per call and flushes it, so a crash loses nothing already
 logged. A W&B sink mirrors the same records; ``results/`` is always rebuilt from the local files, never from W&B.
 
-W&B modes are explicit: ``online`` (falls back to ``offline`` with a warning when no API key is configured),
+W&B modes are explicit: ``online`` (falls back to ``offline`` with a warning when no API key is configured or the
+server cannot be reached within ``logger.init_timeout_s``),
 ``offline`` (files under ``<run_dir>/wandb``; upload later with ``wandb sync <run_dir>/wandb/offline-run-*``) or
 ``disabled``. The run is finished in ``close()``, which the runner calls in a ``finally``.
 """
@@ -14,9 +15,11 @@ import json
 import logging
 import math
 import os
+import socket
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 WANDB_MODES = ("online", "offline", "disabled")
@@ -46,10 +49,13 @@ class NullSink:
 class WandbSink:
     """Mirror of the metrics to W&B, grouped by experiment, named ``<arch>-<init>-s<seed>``."""
 
-    def __init__(self, project: str = "emergence", entity: str | None = None, mode: str = "offline"):
+    def __init__(
+        self, project: str = "emergence", entity: str | None = None, mode: str = "offline", init_timeout_s: float = 30
+    ):
         if mode not in WANDB_MODES:
             raise ValueError(f"logger.mode must be one of {list(WANDB_MODES)}; got {mode!r}")
         self.project, self.entity, self.mode, self.run = project, entity, mode, None
+        self.init_timeout_s = float(init_timeout_s)
 
     def start(self, run_dir, name, group, tags, config, resume_id=None):
         import wandb
@@ -59,20 +65,25 @@ class WandbSink:
             log.warning("logger.mode=online but no W&B API key is configured: logging offline instead")
             mode = "offline"
         labels = dict(t.split(":", 1) for t in tags if ":" in t)  # the runner's tags are "<key>:<value>"
-        self.run = wandb.init(
-            project=self.project,
-            entity=self.entity,
-            mode=mode,
-            dir=str(run_dir),
-            name=name,
+        kwargs = dict(
+            project=self.project, entity=self.entity, dir=str(run_dir), name=name,
             group=group,  # the experiment: one sweep's runs share it
             job_type=labels.get("init"),  # W&B's grouping by job type gives the seed band per init
-            tags=list(tags),
-            config=wandb_config(config, group, labels),
-            id=resume_id,
-            resume="allow" if resume_id else None,
-            reinit=True,
-        )
+            tags=list(tags), config=wandb_config(config, group, labels), id=resume_id,
+            resume="allow" if resume_id else None, reinit=True,
+        )  # fmt: skip
+        if mode == "online":  # the local files are the truth: an unreachable W&B never fails or stalls a run
+            try:
+                _probe(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai", self.init_timeout_s)
+                settings = wandb.Settings(init_timeout=self.init_timeout_s)
+                self.run = wandb.init(mode="online", settings=settings, **kwargs)
+            except Exception as exc:
+                log.warning("W&B is not reachable within logger.init_timeout_s=%g s (%s): logging offline instead "
+                            "(upload later with `wandb sync %s/wandb/offline-run-*`)", self.init_timeout_s,
+                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__, run_dir)
+                self.run, mode = None, "offline"
+        if self.run is None:
+            self.run = wandb.init(mode=mode, **kwargs)
         return getattr(self.run, "id", None)
 
     def log(self, metrics, step):
@@ -103,6 +114,13 @@ def wandb_config(config: dict, experiment: str, labels: dict) -> dict:
     return {**rest, **flat, "init_cfg": init_cfg, "arch_cfg": arch_cfg}
 
 
+def _probe(url: str, timeout: float) -> None:
+    """Open (and close) a TCP connection to the W&B server; OSError if it cannot be reached within ``timeout``."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    socket.create_connection((parts.hostname, port), timeout=timeout).close()
+
+
 def _netrc_has_wandb() -> bool:
     netrc = Path.home() / ".netrc"
     return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
@@ -126,8 +144,9 @@ class RunLogger:
             ) from exc
 
     def offset(self) -> int:
-        """Bytes written so far (a checkpoint stores it, so a resume can drop later records)."""
+        """Bytes written so far, flushed and fsynced (a checkpoint stores them, so a resume restores exactly these)."""
         self._file.flush()
+        os.fsync(self._file.fileno())
         return self._file.tell()
 
     def log(self, metrics: dict, step: int) -> None:
@@ -145,6 +164,8 @@ class RunLogger:
     def close(self, exit_code: int = 0) -> None:
         try:
             self._file.close()
+        except OSError:  # a full disk: the failed record stays unwritten; the error was already raised by log()
+            pass
         finally:
             self.sink.close(exit_code)
 

@@ -6,10 +6,11 @@ status ``diverged`` on a non-finite loss or an exploding gradient norm. ``time/w
 (evaluation excluded, the device synchronized before every clock read).
 
 Everything the loop knows lives in one plain dict ``state`` (counters, the epoch's running sums, the history of
-evaluations, the data generator's state at the start of the epoch). ``checkpoint(state)`` is called at the end of
-every epoch, every ``checkpoint_every_steps`` steps and every ``checkpoint_every_s`` seconds, and when a preemption
-signal arrives; ``train(..., resume=state)`` continues from such a state and gives the same records as an
-uninterrupted run (the task draws each epoch's order, and a seed for each batch's augmentation, from the data
+evaluations, and the data generator's state at the start of the current epoch, updated after every epoch so that a
+checkpoint taken at an epoch boundary resumes with the next epoch's order, not the first's). ``checkpoint(state)`` is
+called at the end of every epoch, every ``checkpoint_every_steps`` steps and every ``checkpoint_every_s`` seconds, and
+when a preemption signal arrives; ``train(..., resume=state)`` continues from such a state and gives the same records
+as an uninterrupted run (the task draws each epoch's order, and a seed for each batch's augmentation, from the data
 generator at the start of the epoch, so skipping the batches already done is exact).
 """
 
@@ -112,9 +113,11 @@ def train(
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     while state["epoch"] <= epochs and state["step"] < total_steps and state["status"] == "running":
-        if state["batch"] == 0:
+        if state["data_rng"] is None:  # a fresh run: the data stream starts at its seed
             state["data_rng"] = data_generator.get_state()
-        data_generator.set_state(state["data_rng"])  # resume mid-epoch: the same order and augmentation seeds
+        # the data stream as it was at the start of this epoch (a resumed run continues the saved stream, at an epoch
+        # boundary as well as mid-epoch): the same order and augmentation seeds, batches already done are skipped
+        data_generator.set_state(state["data_rng"])
         for batch in task.train_batches(batch_size, data_generator, start=state["batch"]):
             _sync(device)
             t0 = time.perf_counter()
@@ -122,10 +125,16 @@ def train(
                 loss, stats = task.loss(model, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norm = None
-            if grad_clip is not None or diverge_grad_norm is not None:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip else math.inf))
-            loss_value = float(loss.detach())  # one host sync per step, needed for divergence detection
+            # Hot path (scripts/bench/runner.py): ONE host sync per step, needed for divergence detection, brings
+            # back the loss, the correct count and the gradient norm together. Without clipping the norm is only
+            # measured: clip_grad_norm_(.., inf) would also multiply every gradient by 1.0, a wasted pass.
+            checks = [loss.detach(), torch.as_tensor(stats["correct"], device=loss.device)]
+            if grad_clip:
+                checks.append(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+            elif diverge_grad_norm is not None:
+                checks.append(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
+            loss_value, correct, *norm = torch.stack([c.float() for c in checks]).tolist()
+            grad_norm = norm[0] if norm else None
             if not math.isfinite(loss_value) or (
                 diverge_grad_norm is not None and grad_norm is not None and not grad_norm <= diverge_grad_norm
             ):
@@ -146,7 +155,7 @@ def train(
             state["samples"] += n
             state["seen"] += n
             state["loss_sum"] += loss_value * n
-            state["correct"] += int(stats["correct"])
+            state["correct"] += int(correct)
             if on_step is not None:
                 extra = on_step(state["step"])
                 if extra:

@@ -3,8 +3,10 @@
 Reads every ``run.json`` under the runs dir (never W&B). One row per experiment x data x arch x init x variant: the
 number of seeds, mean ± sd over completed seeds of the target metric at init, after epoch 1, final and best, the test
 metric, and steps / epochs / seconds to the target. Runs that diverged, failed or are still running are counted in
-their row and listed below the table, never dropped silently; so are completed runs that collapsed (final validation
-accuracy at chance, emergence/protocol.py), which stay in the means.
+their row and listed below the table (with the first line of the error), never dropped silently; so are jobs of a
+sweep that failed before their run started (a config error, a run dir in use), recorded in ``<experiment>/.sweeps/``,
+and completed runs that collapsed (final validation accuracy at chance, emergence/protocol.py), which stay in the
+means.
 
     python scripts/aggregate.py [--runs runs] [--out results] [--experiment NAME ...]
 """
@@ -21,17 +23,12 @@ from collections import defaultdict
 from pathlib import Path
 
 from emergence.protocol import is_collapsed
+from emergence.runinfo import summary_key  # the one function that names summary keys
 
-METRICS = [  # (column, summary key template; {m} = target metric with '/' -> '_')
-    ("init", "{m}_init"),
-    ("epoch1", "{m}_epoch1"),
-    ("final", "{m}_final"),
-    ("best", "{m}_best"),
-    ("test_final", "test_{t}_final"),
-    ("steps_to_target", "steps_to_target"),
-    ("epochs_to_target", "epochs_to_target"),
-    ("wall_s_to_target", "wall_s_to_target"),
-]
+# (column, which metric, at which point): "target" is the run's target metric (e.g. val/acc), "test" its test split
+METRICS = [("init", "target", "init"), ("epoch1", "target", "epoch1"), ("final", "target", "final"),
+           ("best", "target", "best"), ("test_final", "test", "final")]  # fmt: skip
+COUNTERS = ["steps_to_target", "epochs_to_target", "wall_s_to_target"]  # summary keys of their own
 
 
 def load_runs(runs_dir: Path) -> list[dict]:
@@ -44,6 +41,28 @@ def load_runs(runs_dir: Path) -> list[dict]:
         record["_dir"] = str(path.parent)
         runs.append(record)
     return runs
+
+
+def load_sweep_failures(runs_dir: Path) -> dict[str, list[dict]]:
+    """Per experiment, the failed jobs of each sweep (``<experiment>/.sweeps/<sweep>/job*.json``) that have not
+    finished since (no completed or diverged run.json in their run dir), the newest record per run dir."""
+    latest: dict[str, dict] = {}
+    for path in sorted(runs_dir.glob("*/.sweeps/*/job*.json")):  # sweep folders sort by start time
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            continue
+        record["experiment"] = path.parent.parent.parent.name
+        latest[record["run_dir"]] = record
+    out = defaultdict(list)
+    for run_dir, record in latest.items():
+        try:
+            status = json.loads((Path(run_dir) / "run.json").read_text()).get("status")
+        except (OSError, json.JSONDecodeError):
+            status = None
+        if status not in ("completed", "diverged"):
+            out[record["experiment"]].append(record)
+    return out
 
 
 def mean_sd(values):
@@ -70,7 +89,7 @@ def aggregate(runs: list[dict]) -> list[dict]:
     for (experiment, data, arch, init, variant), members in sorted(groups.items()):
         done = [r for r in members if r.get("status") == "completed"]
         metric = next((r["summary"]["target_metric"] for r in done if "summary" in r), "val/acc")
-        m, t = metric.replace("/", "_"), metric.split("/")[-1]
+        t = metric.split("/")[-1]
         row = {
             "experiment": experiment,
             "data": data,
@@ -88,13 +107,17 @@ def aggregate(runs: list[dict]) -> list[dict]:
             "n_units": next((r.get("n_units") for r in members), None),
             "alpha_max_factor": next((r.get("alpha_max_factor") for r in members), None),
         }
-        for col, tmpl in METRICS:
-            mean, sd, n = mean_sd([r["summary"].get(tmpl.format(m=m, t=t)) for r in done])
+        keys = {col: summary_key(metric if kind == "target" else f"test/{t}", which) for col, kind, which in METRICS}
+        keys.update({col: col for col in COUNTERS})
+        for col, key in keys.items():
+            mean, sd, n = mean_sd([r["summary"].get(key) for r in done])
             row[f"{col}_mean"], row[f"{col}_sd"], row[f"{col}_n"] = mean, sd, n
         finals = {k for r in done for k, v in r["summary"].items() if isinstance(v, (int, float))}
-        other = sorted({k[5:-6] for k in finals if k.startswith("test_") and k.endswith("_final")} - {t})
+        tests = {k: v for k, v in ((k[len("test_") : -len("_final")], k) for k in finals)  # test metrics found
+                 if v.startswith("test_") and v.endswith("_final") and summary_key(f"test/{k}", "final") == v}
+        other = sorted(set(tests) - {t})
         for k in other:
-            mean, sd, _ = mean_sd([r["summary"].get(f"test_{k}_final") for r in done])
+            mean, sd, _ = mean_sd([r["summary"].get(summary_key(f"test/{k}", "final")) for r in done])
             row[f"test_{k}_mean"], row[f"test_{k}_sd"] = mean, sd
         row["other_test"] = other
         row["steps_per_s_mean"] = mean_sd([r["steps"] / r["wall_s"] for r in done if r.get("wall_s")])[0]
@@ -103,6 +126,7 @@ def aggregate(runs: list[dict]) -> list[dict]:
         row["problems"] = "; ".join(
             f"{Path(r['_dir']).name}@{Path(r['_dir']).parent.name}: {r.get('status')}"
             + (f" at step {r.get('diverged_at')}" if r.get("status") == "diverged" else "")
+            + (f" ({str(r['error']).splitlines()[0]})" if r.get("status") == "failed" and r.get("error") else "")
             for r in members
             if r.get("status") != "completed"
         )
@@ -129,7 +153,7 @@ def init_label(r: dict) -> str:
     return f"{r['init']} (α {r['alpha']:.4g}, L {r['n_units']}, ×{r['alpha_max_factor']:.3g})"
 
 
-def markdown(rows: list[dict], title: str) -> str:
+def markdown(rows: list[dict], title: str, failures: list[dict] = ()) -> str:
     lines = [
         f"## {title}",
         "",
@@ -161,6 +185,9 @@ def markdown(rows: list[dict], title: str) -> str:
     problems = [f"- {r['init']} ({r['variant'] or 'default'}): {r['problems']}" for r in rows if r["problems"]]
     if problems:
         lines += ["", "Runs not completed or collapsed (final validation accuracy at chance):", *problems]
+    if failures:
+        lines += ["", "Jobs that failed in a sweep (exit code, overrides, error):"]
+        lines += [f"- exit {f['exit_code']}: {' '.join(f.get('overrides', []))}: {f['error']}" for f in failures]
     return "\n".join(lines) + "\n"
 
 
@@ -175,6 +202,7 @@ def main(argv=None) -> int:
         print(f"no runs dir {runs_dir}: run an experiment first (make reproduce)", file=sys.stderr)
         return 1
     rows = aggregate(load_runs(runs_dir))
+    failures = load_sweep_failures(runs_dir)
     if args.experiment:
         rows = [r for r in rows if r["experiment"] in args.experiment]
     if not rows:
@@ -190,7 +218,7 @@ def main(argv=None) -> int:
             writer = csv.DictWriter(f, fieldnames=list(exp_rows[0]))
             writer.writeheader()
             writer.writerows(exp_rows)
-        md = markdown(exp_rows, experiment)
+        md = markdown(exp_rows, experiment, failures.get(experiment, []))
         (out / f"{experiment}.md").write_text(md)
         sections.append(md)
         print(f"wrote {out / experiment}.csv and .md ({len(exp_rows)} rows)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -151,3 +152,101 @@ def test_cli_errors_have_messages_and_exit_codes(args, code, message, subprocess
                          env=subprocess_env, cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == code, out.stderr[-1500:]
     assert message in out.stdout + out.stderr
+
+
+# ---- exact resume from every kind of checkpoint (SIGKILL at chosen moments, tests/kill_run.py) ----------------------
+KILLABLE = ["arch=mlp", "init=emergence", "data=digits", "logger=none", "arch.depth=2", "arch.width=64",
+            "trainer.epochs=3", "trainer.batch_size=64", "trainer.eval_every_steps=4", "diagnostics.every_steps=3",
+            "trainer.checkpoint_every_steps=7", "trainer.progress=false", "optim.lr=0.05"]  # fmt: skip
+# digits: 1200 training images / 64 = 18 steps per epoch; checkpoints at steps 7, 14, 18 (end of epoch 1), 21, 28, ...
+TIMING_SUMMARY = ("wall_s_to_target",)
+
+
+def _train(tmp_path, name, spec=None, extra=(), env=None):
+    cmd = [sys.executable, "-m", "tests.kill_run", spec] if spec else [sys.executable, "-m", "emergence.train"]
+    env = {**env, "EMERGENCE_RUNS": str(tmp_path / name)}
+    return subprocess.run([*cmd, *KILLABLE, *extra], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def _outcome(tmp_path, name):
+    run_dir = next((tmp_path / name).rglob("metrics.jsonl")).parent
+    info = json.loads((run_dir / "run.json").read_text())
+    summary = {k: v for k, v in info["summary"].items() if k not in TIMING_SUMMARY}
+    counters = {k: info[k] for k in ("status", "steps", "epochs", "samples_seen")}
+    return untimed(run_dir / "metrics.jsonl"), summary, counters, run_dir
+
+
+def _kill_and_resume(tmp_path, env, name, specs, extra=()):
+    """SIGKILL the run at each moment of ``specs`` in turn (each kill in the rerun of the previous one), then rerun it
+    to completion; returns its outcome."""
+    for spec in specs:
+        killed = _train(tmp_path, name, spec, extra, env)
+        assert killed.returncode == -signal.SIGKILL, (spec, killed.returncode, killed.stderr[-2000:])
+        if spec.startswith("ckpt_tmp"):  # killed during the write: the temporary file is on disk, complete
+            assert list((tmp_path / name).rglob("checkpoint.pt.tmp"))
+    again = _train(tmp_path, name, None, extra, env)
+    assert again.returncode == 0, (specs, again.stderr[-2000:])
+    return _outcome(tmp_path, name)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """An uninterrupted run of KILLABLE: (untimed metrics, summary, counters)."""
+    tmp = tmp_path_factory.mktemp("reference")
+    env = {**os.environ, "EMERGENCE_ROOT": str(tmp), "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
+    env.pop("EMERGENCE_RESULTS", None)
+    ref = _train(tmp, "reference", env=env)
+    assert ref.returncode == 0, ref.stderr[-2000:]
+    return _outcome(tmp, "reference")[:3]
+
+
+@pytest.mark.parametrize(
+    "specs, what",
+    [
+        (["runjson:1", "ckpt:3"], "during start-up, then right after the end-of-epoch-1 checkpoint of the rerun"),
+        (["step:12", "ckpt_tmp:2"], "mid-epoch, then during the rerun's end-of-epoch checkpoint write (.tmp on disk)"),
+    ],
+)
+def test_sigkill_at_any_moment_resumes_exactly(specs, what, reference_run, subprocess_env, tmp_path):
+    metrics, summary, counters, run_dir = _kill_and_resume(tmp_path, subprocess_env, "killed", specs)
+    assert counters == reference_run[2] and counters["status"] == "completed", what
+    assert metrics == reference_run[0], what
+    assert summary == reference_run[1], what
+    assert not (run_dir / "checkpoint.pt.tmp").exists()
+
+
+def _random_moments(n: int, seed: int = 2026) -> list[list[str]]:
+    """n kill plans, a fifth each at start-up and at an epoch boundary, the rest mid-epoch or during a checkpoint
+    write, at random steps and checkpoints; some resumed runs are killed a second time."""
+    rng = random.Random(seed)
+    steps, checkpoints = 54, 9  # KILLABLE: 3 epochs x 18 steps; checkpoints at 7, 14, 18, 21, 28, 35, 36, 42, 49
+    moments = {
+        "startup": lambda: rng.choice(["runjson:1", "setup:1", "step:1"]),  # step:1: set up, nothing trained
+        "boundary": lambda: rng.choice(["ckpt:3", "ckpt:7", "step:19", "step:37"]),  # just after epoch 1 or 2 ended
+        "mid-epoch": lambda: f"step:{rng.choice([s for s in range(1, steps + 1) if s not in (19, 37)])}",
+        "checkpoint write": lambda: f"ckpt_tmp:{rng.randint(1, checkpoints)}",
+    }
+    kinds = ["startup", "boundary"] * (n // 5) + ["mid-epoch", "checkpoint write"] * ((n - 2 * (n // 5)) // 2)
+    kinds += ["mid-epoch"] * (n - len(kinds))
+    rng.shuffle(kinds)
+    return [[moments[k]()] + ([f"step:{rng.randint(1, 12)}"] if rng.random() < 0.3 else []) for k in kinds]
+
+
+@pytest.mark.slow
+def test_twenty_random_sigkills_all_resume_identically(reference_run, subprocess_env, tmp_path):
+    """The figure of issue 10: 20 runs SIGKILLed at random moments (start-up, mid-epoch, at an epoch boundary, during
+    a checkpoint write; some twice) and rerun to completion; every one must equal the uninterrupted run."""
+    identical, plans = 0, _random_moments(20)
+    for i, plan in enumerate(plans):
+        name = f"killed{i}"
+        for k, spec in enumerate(plan):
+            out = _train(tmp_path, name, spec, env=subprocess_env)
+            assert out.returncode == -signal.SIGKILL or (k > 0 and out.returncode == 0), (plan, out.stderr[-2000:])
+        final = _train(tmp_path, name, env=subprocess_env)
+        assert final.returncode == 0, (plan, final.stderr[-2000:])
+        metrics, summary, counters, run_dir = _outcome(tmp_path, name)
+        same = (metrics, summary, counters) == reference_run and not (run_dir / "checkpoint.pt.tmp").exists()
+        identical += same
+        print(f"kill plan {i:2d} {' then '.join(plan):24s} identical={same}")
+    print(f"{identical} of {len(plans)} resumed runs identical to the uninterrupted run")
+    assert identical == len(plans)

@@ -276,8 +276,8 @@ def test_time_limit_signals_checkpoints_and_submitit_requeues(cluster, tmp_path)
     assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
     assert cluster.show(job_id)["Restarts"] == "1"
     assert f"resuming {run_dir} at step {step}" in (run_dir / "train.log").read_text()
-    # the stopped attempt says why it stopped. Fails while checkpoint.Preemption.forward() lets the SystemExit of
-    # submitit's requeue handler escape: run() then records status "failed" with error "SystemExit: -1"
+    # the stopped attempt says why it stopped (submitit's requeue handler exits; Preemption.forward() must not let
+    # that SystemExit reach run(), which would record status "failed" with error "SystemExit: -1")
     assert stopped["status"] == "preempted", stopped.get("error")
 
 

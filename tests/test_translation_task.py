@@ -137,9 +137,13 @@ def test_bleu_only_at_positive_multiples_of_bleu_every_epochs(corpus):
     assert "bleu" in task.evaluate(model, "val", epoch=1, final=True)
 
 
-def test_missing_corpus_names_the_prepare_command(tmp_path):
-    with pytest.raises(FileNotFoundError, match="make data.*prepare_ding.py"):
+def test_missing_corpus_names_the_folder_the_files_and_the_prepare_commands(tmp_path):
+    expected = r"none does not exist.*\{train,valid,test\}\.\{xx,yy\}.*prepare_iwslt14"
+    with pytest.raises(FileNotFoundError, match=expected):
         TranslationTask(str(tmp_path / "none"), "xx", "yy").setup(CPU)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty is missing train\.xx, train\.yy, valid\.xx"):
+        TranslationTask(str(tmp_path / "empty"), "xx", "yy").setup(CPU)
 
 
 def test_gradinit_thirds_are_disjoint_and_merge_repads(task):

@@ -15,8 +15,9 @@ batch while max(length) * n_sentences <= max_tokens (length = max(src, tgt) incl
         logits = model(batch["src_tokens"], batch["prev_output_tokens"])
 
 The spm models are cached in ``cache_dir`` next to a JSON file holding a hash of (training files, trainer args);
-encoded splits are cached as ``encoded.<src>-<tgt>.<hash>.pt`` keyed by the spm model files and corpus files. Use one
-cache folder per corpus.
+encoded splits are cached as ``encoded.<src>-<tgt>.<tokenizer>.<hash>.pt`` keyed by the spm model files and corpus
+files; a new encoding replaces the older ones of the same pair and tokenizer. Use one cache folder per corpus.
+``identity`` is a hash of the corpus files and the tokenizer model(s): the runner makes it part of a run's identity.
 """
 
 from __future__ import annotations
@@ -33,12 +34,25 @@ from torch import Tensor
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPLITS = ("train", "valid", "test")
-PREPARE_HINT = ("prepare a corpus first, e.g. `python scripts/prepare_ding.py --src de --tgt en --out DIR` "
-                "(offline Ding corpus), or scripts/prepare_iwslt14.py / scripts/prepare_wmt16.py")
+PREPARE_HINT = ("point data.corpus_dir at a prepared corpus, or prepare one: scripts/prepare_iwslt14.py, "
+                "scripts/prepare_wmt16.py, or offline `python scripts/prepare_ding.py --src de --tgt en --out DIR` "
+                "(`make data` builds data/ding_de_en)")
+
+
+_HASHES: dict[tuple, str] = {}
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """sha256 of a file, computed once per process for each (path, size, mtime)."""
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]
 
 
 def _digest(obj: object) -> str:
@@ -57,9 +71,14 @@ def corpus_paths(corpus_dir: str | Path, src_lang: str, tgt_lang: str) -> dict[s
     """``{split: {lang: path}}`` of a prepared corpus; FileNotFoundError naming missing files and the prepare step."""
     corpus_dir = Path(corpus_dir)
     paths = {s: {lang: corpus_dir / f"{s}.{lang}" for lang in (src_lang, tgt_lang)} for s in SPLITS}
-    missing = [str(p) for langs in paths.values() for p in langs.values() if not p.is_file()]
+    expected = f"{{{','.join(SPLITS)}}}.{{{src_lang},{tgt_lang}}}"
+    if not corpus_dir.is_dir():
+        raise FileNotFoundError(f"data.corpus_dir {corpus_dir} does not exist: a prepared corpus is a folder holding "
+                                f"{expected}; {PREPARE_HINT}")
+    missing = [p.name for langs in paths.values() for p in langs.values() if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"translation corpus incomplete, missing: {', '.join(missing)}; {PREPARE_HINT}")
+        raise FileNotFoundError(f"data.corpus_dir {corpus_dir} is missing {', '.join(missing)} (a prepared corpus "
+                                f"holds {expected}); {PREPARE_HINT}")
     return paths
 
 
@@ -117,7 +136,9 @@ def encode_corpus(corpus_dir: str | Path, src_lang: str, tgt_lang: str, models: 
     files = {f"{s}.{lang}": p for s, langs in paths.items() for lang, p in langs.items()}
     key = _digest({"models": {lang: _sha256(models[lang]) for lang in (src_lang, tgt_lang)},
                    "files": {name: _sha256(p) for name, p in files.items()}})
-    cache = Path(cache_dir) / f"encoded.{src_lang}-{tgt_lang}.{key[:16]}.pt"
+    tokenizer = "+".join(sorted({Path(models[lang]).stem for lang in (src_lang, tgt_lang)}))
+    stem = f"encoded.{src_lang}-{tgt_lang}.{tokenizer}"
+    cache = Path(cache_dir) / f"{stem}.{key[:16]}.pt"
     if cache.is_file():
         return torch.load(cache, weights_only=True)
     processors = {lang: spm.SentencePieceProcessor(model_file=str(models[lang])) for lang in (src_lang, tgt_lang)}
@@ -135,6 +156,10 @@ def encode_corpus(corpus_dir: str | Path, src_lang: str, tgt_lang: str, models: 
     tmp = cache.with_suffix(".tmp")
     torch.save(encoded, tmp)
     tmp.replace(cache)  # atomic: a half-written cache is never loaded
+    # one cache per corpus + tokenizer: older encodings of this pair with this tokenizer (or unnamed ones) go
+    for old in Path(cache_dir).glob(f"encoded.{src_lang}-{tgt_lang}.*.pt"):
+        if old != cache and (old.name.startswith(stem + ".") or len(old.name.split(".")) == 4):
+            old.unlink(missing_ok=True)
     return encoded
 
 
@@ -158,6 +183,7 @@ class TranslationData:
         self.src_lang, self.tgt_lang, self.max_positions = src_lang, tgt_lang, max_positions
         self.models = {lang: Path(models[lang]) for lang in (src_lang, tgt_lang)}
         self.corpus_dir = None if corpus_dir is None else Path(corpus_dir)
+        self.identity: str | None = None  # set by from_corpus
         self._sp = {lang: spm.SentencePieceProcessor(model_file=str(p)) for lang, p in self.models.items()}
         self._data, self._lens, self._kept, self.n_filtered = {}, {}, {}, 0
         for split in SPLITS:
@@ -178,7 +204,12 @@ class TranslationData:
         models = train_sentencepiece(corpus_dir, src_lang, tgt_lang, vocab_size, joint, cache_dir, seed=seed,
                                      threads=threads, model_type=model_type)
         encoded = encode_corpus(corpus_dir, src_lang, tgt_lang, models, cache_dir)
-        return cls(encoded, src_lang, tgt_lang, models, max_positions=max_positions, corpus_dir=corpus_dir)
+        data = cls(encoded, src_lang, tgt_lang, models, max_positions=max_positions, corpus_dir=corpus_dir)
+        files = corpus_paths(corpus_dir, src_lang, tgt_lang)
+        data.identity = _digest({"files": {f"{s}.{lang}": _sha256(p) for s, langs in files.items()
+                                           for lang, p in langs.items()},
+                                 "models": {lang: _sha256(p) for lang, p in data.models.items()}})[:16]
+        return data
 
     def _lang(self, side: str) -> str:
         if side in ("src", self.src_lang):
@@ -203,9 +234,12 @@ class TranslationData:
         """(source, target) lengths, eos included, of the pairs ``ids`` of ``split``."""
         return self._lens[split][ids]
 
-    def restrict(self, split: str, n: int) -> None:
-        """Serve only the first ``n`` pairs of ``split`` (CPU profiles, smoke runs)."""
-        self._kept[split] = self._kept[split][: int(n)]
+    def restrict(self, split: str, n: int, seed: int = 0) -> None:
+        """Serve only ``n`` pairs of ``split``, drawn with a seeded shuffle (a corpus stored in document order is not
+        cut to its beginning), kept in file order; the same ``seed`` gives the same subset for every run."""
+        kept = self._kept[split]
+        pick = torch.randperm(len(kept), generator=torch.Generator().manual_seed(seed))[: int(n)]
+        self._kept[split] = kept[pick.sort().values]
 
     def pair(self, split: str, i: int) -> tuple[Tensor, Tensor]:
         """Piece ids (int64, without bos/eos) of source and target sentence ``i`` of ``split``."""

@@ -122,13 +122,7 @@ class TranslationTask:
 
     # ---- data ---------------------------------------------------------------------------------------------------
     def setup(self, device: torch.device) -> TranslationTask:
-        try:
-            corpus_paths(self.corpus_dir, self.src_lang, self.tgt_lang)
-        except FileNotFoundError as exc:
-            raise FileNotFoundError(
-                f"{exc}. For data=ding_de_en run `make data` (it calls scripts/prepare_ding.py --src de --tgt en "
-                f"--out $(DATA)/ding_de_en) or point data.corpus_dir at a prepared corpus"
-            ) from exc
+        corpus_paths(self.corpus_dir, self.src_lang, self.tgt_lang)  # names the folder, the files and how to prepare
         with _cache_lock(self.cache_dir):
             self.data = TranslationData.from_corpus(
                 self.corpus_dir,

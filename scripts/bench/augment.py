@@ -1,20 +1,20 @@
 """Benchmark: batched on-device `Augment` vs a torchvision PIL-transform DataLoader, CIFAR-shaped data.
 
-Both pipelines produce the GradInit CIFAR training batch (PAPER.md Sec. 6): random crop (pad 4), horizontal flip,
+Both pipelines produce the GradInit CIFAR training batch (docs/method.md): random crop (pad 4), horizontal flip,
 ToTensor + Normalize, cutout 16 px. The PIL side is what ``train_cifar.py`` does per image in a DataLoader
 (``num_workers`` 0 and 2); the batched side indexes a shuffled batch out of an in-memory uint8 tensor and runs
-`emergence.data.augment.Augment` on it. The data are the same random uint8 images for both. Each figure is the best of
-``--repeats`` full passes over ``--batches`` batches; DataLoader passes include worker start-up (non-persistent
-workers, as in a plain per-epoch loop). Uses torch's default thread count. Needs torchvision (the ``vision`` extra).
+`emergence.data.augment.Augment` on it. The data are the same random uint8 images for both. Each figure is one full
+pass over ``--batches`` batches, interleaved repeats, medians; DataLoader passes include worker start-up
+(non-persistent workers, as in a plain per-epoch loop). Needs torchvision (the ``vision`` extra).
 
-Usage:
-    python scripts/bench_augment.py [--batch 128] [--batches 20] [--repeats 3] [--device cpu|cuda|auto] [--threads N]
+    python -m scripts.bench.augment [--batch 128] [--batches 20] [--repeats 5] [--device cpu|cuda|auto] [--threads 0]
+    python -m scripts.bench.augment --smoke
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import sys
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from emergence.data.augment import Augment
+from scripts.bench.timing import Report, clock, common_args, interleave, setup
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 
@@ -55,8 +56,8 @@ class CutoutPerImage:
         return img
 
 
-def time_loader(images_hwc: np.ndarray, batch: int, workers: int, repeats: int) -> float:
-    """Best wall time (s) of one pass of a DataLoader with per-image PIL transforms."""
+def loader_pass(images_hwc: np.ndarray, batch: int, workers: int):
+    """One pass of a DataLoader with per-image PIL transforms (a callable for ``interleave``)."""
     tf = transforms.Compose(
         [
             transforms.RandomCrop(32, padding=4),
@@ -67,17 +68,16 @@ def time_loader(images_hwc: np.ndarray, batch: int, workers: int, repeats: int) 
         ]
     )
     loader = DataLoader(PILImages(images_hwc, tf), batch_size=batch, shuffle=True, num_workers=workers)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
+
+    def one_pass() -> None:
         for _batch in loader:
             pass
-        best = min(best, time.perf_counter() - start)
-    return best
+
+    return one_pass
 
 
-def time_batched(images: torch.Tensor, batch: int, repeats: int, device: torch.device) -> float:
-    """Best wall time (s) of one pass of shuffled-batch indexing plus `Augment` on ``device``."""
+def batched_pass(images: torch.Tensor, batch: int, device: torch.device):
+    """One pass of shuffled-batch indexing plus `Augment` on ``device`` (timed with a device sync)."""
     aug = Augment(crop_padding=4, flip=True, cutout=16, mean=MEAN, std=STD)
     data = images.to(device)
     gen = torch.Generator(device=device).manual_seed(0)
@@ -86,52 +86,48 @@ def time_batched(images: torch.Tensor, batch: int, repeats: int, device: torch.d
         perm = torch.randperm(len(data), generator=gen, device=device)
         for i in range(0, len(data), batch):
             aug(data[perm[i : i + batch]], gen)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
 
     one_pass()  # warm-up (allocator, kernels)
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        one_pass()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return lambda: clock(one_pass, device)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--batches", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto", help="extra device for the batched pipeline: cpu, cuda, auto")
-    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads; 0 keeps torch's default")
-    args = parser.parse_args()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    common_args(parser, repeats=5, threads=0)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.batch, args.batches = 16, 2
+    setup(args)
 
     n = args.batch * args.batches
     rng = np.random.default_rng(0)
     images_hwc = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     images = torch.from_numpy(images_hwc).permute(0, 3, 1, 2).contiguous()  # same pixels, N x C x H x W
+    variants = {
+        "DataLoader + PIL transforms, num_workers=0": loader_pass(images_hwc, args.batch, 0),
+        "DataLoader + PIL transforms, num_workers=2": loader_pass(images_hwc, args.batch, 2),
+        "batched Augment, cpu": batched_pass(images, args.batch, torch.device("cpu")),
+    }
+    if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()):
+        variants["batched Augment, cuda"] = batched_pass(images, args.batch, torch.device("cuda"))
+    stats = interleave(variants, args.repeats)
 
-    rows = [
-        ("DataLoader + PIL transforms, num_workers=0", time_loader(images_hwc, args.batch, 0, args.repeats)),
-        ("DataLoader + PIL transforms, num_workers=2", time_loader(images_hwc, args.batch, 2, args.repeats)),
-        ("batched Augment, cpu", time_batched(images, args.batch, args.repeats, torch.device("cpu"))),
-    ]
-    want_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    if want_cuda:
-        rows.append(("batched Augment, cuda", time_batched(images, args.batch, args.repeats, torch.device("cuda"))))
-
-    threads = torch.get_num_threads()
-    print(f"{n} CIFAR-shaped images, batch {args.batch}, torch threads {threads}, best of {args.repeats}")
-    print(f"| {'pipeline':<44} | {'s/pass':>7} | {'samples/s':>10} | {'vs workers=0':>12} |")
-    print(f"|{'-' * 46}|{'-' * 9}|{'-' * 12}|{'-' * 14}|")
-    base = rows[0][1]
-    for name, secs in rows:
-        print(f"| {name:<44} | {secs:7.3f} | {n / secs:10.0f} | {base / secs:11.1f}x |")
-    print(f"batched Augment (cpu) vs DataLoader workers=2: {rows[1][1] / rows[2][1]:.1f}x")
+    report = Report(
+        "Batch augmentation: on-device Augment vs torchvision DataLoader",
+        ["pipeline", "s/pass", "samples/s", "vs workers=0", "spread"],
+        setting=f"{n} CIFAR-shaped images, batch {args.batch}, {args.repeats} interleaved repeats, medians",
+    )
+    base = stats["DataLoader + PIL transforms, num_workers=0"].median
+    for name, s in stats.items():
+        report.add(name, f"{s.median:.3f}", f"{n / s.median:.0f}", f"{base / s.median:.1f}x", f"{100 * s.spread:.0f} %")
+    w2, cpu = stats["DataLoader + PIL transforms, num_workers=2"].median, stats["batched Augment, cpu"].median
+    report.note(f"batched Augment (cpu) vs DataLoader workers=2: {w2 / cpu:.1f}x")
+    report.emit(args.json)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
