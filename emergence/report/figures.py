@@ -185,8 +185,9 @@ def describe_arm(arm: dict) -> str:
 def alpha_of(run: Run) -> float | None:
     """The effective alpha of an emergence run (1/alpha for the inverse ramp); 1 for a plain Kaiming run."""
     init = run.record.get("config", {}).get("init", {})
-    if run.labels.get("init") == "emergence" and init.get("alpha"):
-        a = float(init["alpha"])
+    alpha = init.get("alpha") or run.record.get("alpha")  # config null: the max_factor rule's alpha, in run.json
+    if run.labels.get("init") == "emergence" and alpha:
+        a = float(alpha)
         return 1 / a if init.get("inverse") else a
     if cell_label(run) == "kaiming":  # the plain base init (alpha = 1); variants such as the LR control are not
         return 1.0
