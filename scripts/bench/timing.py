@@ -5,6 +5,7 @@
   figure (seconds, or a rate) or ``None`` to be timed here as one call.
 - ``Stat``: median, min, max and the spread (max - min) / median of the repeats; ``paired(a, b)``: the per-repeat
   ratios of two variants, whose median is the ratio reported (robust to slow phases of a shared machine).
+- ``clocks(fn)``: wall and process-CPU seconds of one call (the CPU figure is the robust one on a shared CPU).
 - ``machine()``: host, CPU model, cores, torch threads, torch version, device, git commit — printed above every table
   and stored in the JSON.
 - ``Report``: a markdown table with a header and notes; ``--json PATH`` writes the same rows and the machine as JSON.
@@ -44,6 +45,17 @@ def clock(fn: Callable[[], object], device: torch.device | str | None = None) ->
     fn()
     sync(device)
     return time.perf_counter() - t0
+
+
+def clocks(fn: Callable[[], object], device: torch.device | str | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call of ``fn``. On a CPU shared with other jobs the CPU
+    time barely moves when the machine is busy (at one torch thread it is the compute the call needed), so it is the
+    figure to compare there; the wall time is the one to trust on a quiet machine or a GPU."""
+    sync(device)
+    w0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    sync(device)
+    return time.perf_counter() - w0, time.process_time() - c0
 
 
 @dataclass
