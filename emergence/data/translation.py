@@ -5,7 +5,7 @@ Used for the paper's IWSLT'14 De-En Transformer experiment (docs/method.md#train
 sentence per line, written by ``scripts/prepare_ding.py``, ``prepare_iwslt14.py`` or ``prepare_wmt16.py``. Languages
 are parameters everywhere; nothing assumes German or English.
 
-Conventions shared with ``emergence.models.transformer`` and ``emergence.decode``: ids pad = 0, bos = 1, eos = 2,
+Conventions shared with ``emergence.models.transformer`` and ``emergence.models.decode``: ids pad = 0, bos = 1, eos = 2,
 unk = 3. ``src_tokens`` = pieces + eos, ``target`` = pieces + eos, ``prev_output_tokens`` = bos + pieces, all right-
 padded with pad. Batching follows fairseq: sort by (source length, target length) with a random tie-break, fill each
 batch while max(length) * n_sentences <= max_tokens (length = max(src, tgt) including eos), then shuffle batch order.

@@ -41,10 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from emergence.bleu import corpus_bleu, corpus_chrf, tokenized_bleu, write_translations
 from emergence.data.translation import PAD, TranslationData, corpus_paths
-from emergence.decode import beam_search, greedy_decode
 from emergence.init import InitBatch
+from emergence.metrics.bleu import corpus_bleu, corpus_chrf, tokenized_bleu, write_translations
+from emergence.models.decode import beam_search, greedy_decode
 
 log = logging.getLogger("emergence")
 SPLITS = {"train": "train", "val": "valid", "valid": "valid", "test": "test"}  # runner name -> corpus file name
@@ -377,7 +377,7 @@ class TranslationTask:
                 log.info("%s sample %d\n  src: %s\n  ref: %s\n  hyp: %s", split, i, srcs[i], refs[i], hyps[i])
         log.info("%s BLEU %.2f (beam %d, %d sentences) %s", split, score["score"], beam, len(ids), score["signature"])
         out = {"bleu": score["score"], "bleu_signature": score["signature"], "chrf": corpus_chrf(hyps, refs)["score"]}
-        if self.tokenized_bleu:  # the papers' number on a pre-tokenized corpus (emergence/bleu.py)
+        if self.tokenized_bleu:  # the papers' number on a pre-tokenized corpus (emergence/metrics/bleu.py)
             tok = tokenized_bleu(hyps, refs)
             out.update(bleu_tok=tok["score"], bleu_tok_signature=tok["signature"])
         return out
