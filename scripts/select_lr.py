@@ -34,6 +34,7 @@ from pathlib import Path
 import yaml
 
 from emergence.protocol import is_collapsed
+from emergence.rundirs import run_records
 
 PREFIX = "lr_"
 IGNORED = ("optim.lr", "name", "trainer.cpu_threads", "diagnostics.every_steps", "data", "arch", "init", "debug",
@@ -99,16 +100,14 @@ def last_value(run_dir: Path, metric: str) -> float | None:
 
 
 def load(runs_dir: Path) -> list[dict]:
+    """The LR-selection runs (experiment ``lr_*``) under ``runs_dir`` (emergence/rundirs.py), their dir in ``_dir``."""
     runs = []
-    for path in sorted(runs_dir.rglob("run.json")):
-        try:
-            record = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            record = {"status": "corrupt"}
+    for run_dir, record, error in run_records(runs_dir):
+        record = {"status": "corrupt"} if error is not None else record
         labels = record.get("labels") or {}
         if not str(labels.get("experiment", "")).startswith(PREFIX):
             continue
-        record["_dir"] = path.parent
+        record["_dir"] = run_dir
         runs.append(record)
     return runs
 

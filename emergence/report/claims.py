@@ -9,7 +9,6 @@ treatment and control runs by seed and reads the metric of each pair (docs/exper
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
 
 from emergence.log import read_metrics
+from emergence.rundirs import run_records
 
 VERDICT_CI = ("bootstrap", "t", "hull")
 FINISHED = ("completed", "diverged")  # a diverged run is a result (a loss), a failed or unfinished one is not
@@ -62,12 +62,10 @@ class Run:
 def load_runs(runs_dir: Path) -> list[Run]:
     """Every run dir (a folder with ``run.json``) under ``runs_dir``; a corrupt run.json counts as a failed run."""
     runs = []
-    for path in sorted(Path(runs_dir).rglob("run.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, OSError) as exc:
-            record = {"status": "failed", "error": f"unreadable run.json: {exc}", "labels": {}}
-        runs.append(Run(path.parent, record))
+    for run_dir, record, error in run_records(runs_dir):
+        if error is not None:
+            record = {"status": "failed", "error": f"unreadable run.json: {error}", "labels": {}}
+        runs.append(Run(run_dir, record))
     return runs
 
 
