@@ -48,3 +48,18 @@ def test_each_reader_counts_a_corrupt_run_as_it_says(tmp_path):
     report = report_runs(tmp_path)
     assert [r.record["status"] for r in report] == ["diverged", "completed", "failed", "failed"]
     assert report[2].record["error"].startswith("unreadable run.json:")
+
+
+def test_plot_draws_completed_runs_and_skips_corrupt_ones(tmp_path):
+    from scripts.plot import curves, main
+
+    runs = make_runs(tmp_path / "runs")
+    labels = {"experiment": "lr_x", "data": "d", "arch": "mlp", "init": "kaiming"}
+    write(runs / "lr_x" / "b" / "seed=1" / "run.json", json.dumps({"status": "completed", "labels": labels}))
+    points = '{"epoch": 0, "val/acc": 0.1}\n{"epoch": 1, "val/acc": 0.5}\n'
+    write(runs / "lr_x" / "b" / "seed=1" / "metrics.jsonl", points)
+    data, metrics = curves(runs)
+    assert metrics == {"lr_x": "val/acc"}
+    assert data["lr_x"][("d", "mlp")]["kaiming"] == [[(0, 0.1), (1, 0.5)]]  # the diverged and corrupt runs are left out
+    assert main(["--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "lr_x_curves.png").stat().st_size > 0
