@@ -5,7 +5,7 @@ A run dir is any folder holding a ``run.json`` (written by the runner, emergence
 every reader lists runs in the same order, and reports a ``run.json`` that cannot be read or parsed (a run killed while
 writing it, a disk error) as ``record=None`` with the error, so each reader decides what a corrupt run counts as:
 ``scripts/aggregate.py`` and ``scripts/select_lr.py`` list it as ``corrupt``, the report as a failed run,
-``scripts/plot.py`` skips it.
+``scripts/plot.py`` skips it. ``split_overrides`` cuts a run's ``variant`` label back into its overrides.
 
     for run_dir, record, error in run_records("runs"):
         ...
@@ -28,3 +28,22 @@ def run_records(runs_dir: str | Path) -> Iterator[tuple[Path, dict | None, Excep
             yield path.parent, None, exc
         else:
             yield path.parent, record, None
+
+
+def split_overrides(text: str) -> list[str]:
+    """``a=1,b={x:1,y:2}`` -> ['a=1', 'b={x:1,y:2}']: split a run's ``variant`` label (runinfo joins its overrides
+    with commas) at the commas outside braces, brackets and parentheses."""
+    parts, depth, buf = [], 0, ""
+    for ch in text:
+        if ch in "{[(":
+            depth += 1
+        elif ch in "}])":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(buf)
+            buf = ""
+        else:
+            buf += ch
+    if buf:
+        parts.append(buf)
+    return [p for p in (p.strip() for p in parts) if p]

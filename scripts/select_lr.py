@@ -34,27 +34,13 @@ from pathlib import Path
 import yaml
 
 from emergence.protocol import is_collapsed
-from emergence.rundirs import run_records
+from emergence.rundirs import run_records, split_overrides
 
 PREFIX = "lr_"
 IGNORED = ("optim.lr", "name", "trainer.cpu_threads", "diagnostics.every_steps", "data", "arch", "init", "debug",
            "experiment", "seed")  # not part of a cell's identity
 FIELDS = ["experiment", "data", "arch", "init", "variant", "lr", "factor", "criterion", "n_runs", "n_completed",
           "n_diverged", "n_collapsed", "n_failed", "score", "scores", "chosen"]  # fmt: skip
-
-
-def split_overrides(text: str) -> list[str]:
-    """``a=1,b={x:1,y:2}`` -> ['a=1', 'b={x:1,y:2}']: split at commas outside braces and brackets."""
-    out, depth, cur = [], 0, ""
-    for ch in text:
-        if ch == "," and depth == 0:
-            out.append(cur)
-            cur = ""
-            continue
-        depth += 1 if ch in "{[" else -1 if ch in "}]" else 0
-        cur += ch
-    out.append(cur)
-    return [o.strip() for o in out if o.strip()]
 
 
 def _canonical(v):

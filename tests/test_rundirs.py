@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from emergence.report.claims import load_runs as report_runs
-from emergence.rundirs import run_records
+from emergence.rundirs import run_records, split_overrides
 from scripts.aggregate import load_runs as aggregate_runs
 from scripts.select_lr import load as select_runs
 
@@ -63,3 +63,9 @@ def test_plot_draws_completed_runs_and_skips_corrupt_ones(tmp_path):
     assert data["lr_x"][("d", "mlp")]["kaiming"] == [[(0, 0.1), (1, 0.5)]]  # the diverged and corrupt runs are left out
     assert main(["--runs", str(runs), "--out", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "lr_x_curves.png").stat().st_size > 0
+
+
+def test_split_overrides_keeps_nested_values_whole():
+    assert split_overrides("a=1,b={x:1,y:2},c=[1,2],d=f(1,2)") == ["a=1", "b={x:1,y:2}", "c=[1,2]", "d=f(1,2)"]
+    assert split_overrides(" a=1 ,, b=2,") == ["a=1", "b=2"]
+    assert split_overrides("") == []

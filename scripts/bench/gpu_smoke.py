@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from emergence import rundirs
 from scripts.bench.timing import ROOT
 from scripts.bench.translation import synthetic_corpus
 
@@ -24,7 +25,9 @@ def cli(out: Path, device: str, *overrides: str) -> subprocess.CompletedProcess:
 
 
 def run_records(out: Path, name: str) -> list[dict]:
-    return [json.loads(p.read_text()) | {"dir": p.parent} for p in sorted((out / "runs" / name).rglob("run.json"))]
+    """The run.json records of sweep ``name``, each with its ``dir``; an unreadable one counts as not completed."""
+    corrupt = {"status": "corrupt", "labels": {"name": "?"}}
+    return [(record or corrupt) | {"dir": d} for d, record, _ in rundirs.run_records(out / "runs" / name)]
 
 
 def final_losses(run_dir: Path) -> dict:
