@@ -19,7 +19,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from emergence.log import read_metrics  # noqa: E402
 from emergence.rundirs import run_records  # noqa: E402
 
