@@ -7,8 +7,8 @@
 - ``layerwise_lr``: the control that tests the paper's explanation. The base init is left untouched and unit l of the
   emergence ramp gets lr * alpha^(-2 e_l) and weight decay wd * alpha^(2 e_l) with SGD (exactly the dynamics of the
   rescaled plain ReLU net), lr * alpha^(-e_l) with Adam. Same units, exponents and alpha rule as the init
-  (``emergence.ramp_units``): ``{}`` or ``{max_factor: 2}`` derives alpha from the traced depth, ``{alpha: a}``
-  fixes it.
+  (``emergence.init.emergence.ramp_units``): ``{}`` or ``{max_factor: 2}`` derives alpha from the traced depth,
+  ``{alpha: a}`` fixes it.
 - ``build_schedule(optimizer, steps_per_epoch, epochs, name=..., warmup_epochs=...)``: a per-step LambdaLR: constant,
   cosine (to ``min_lr_factor``) or linear decay, after an optional linear warm-up from 0. Its length is ``epochs``
   epochs (``trainer.epochs``; a run cut short by ``trainer.max_steps`` keeps the long schedule's LR at every step), or

@@ -23,6 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from emergence.protocol import is_collapsed
+from emergence.rundirs import run_records
 from emergence.runinfo import summary_key  # the one function that names summary keys
 
 # (column, which metric, at which point): "target" is the run's target metric (e.g. val/acc), "test" its test split
@@ -32,13 +33,11 @@ COUNTERS = ["steps_to_target", "epochs_to_target", "wall_s_to_target"]  # summar
 
 
 def load_runs(runs_dir: Path) -> list[dict]:
+    """Every run.json under ``runs_dir`` (emergence/rundirs.py), dir in ``_dir``; an unreadable one is ``corrupt``."""
     runs = []
-    for path in sorted(runs_dir.rglob("run.json")):
-        try:
-            record = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            record = {"status": "corrupt", "labels": {}}
-        record["_dir"] = str(path.parent)
+    for run_dir, record, error in run_records(runs_dir):
+        record = {"status": "corrupt", "labels": {}} if error is not None else record
+        record["_dir"] = str(run_dir)
         runs.append(record)
     return runs
 

@@ -9,7 +9,6 @@ one line per init (and variant). Reads ``metrics.jsonl`` and ``run.json`` only (
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -20,24 +19,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from emergence.log import read_metrics  # noqa: E402
+from emergence.rundirs import run_records  # noqa: E402
 
 
 def curves(runs_dir: Path):
     """{experiment: {(data, arch): {label: [(epochs, values), ...]}}} and {experiment: its target metric}."""
     out = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     metrics = {}
-    for path in sorted(runs_dir.rglob("run.json")):
-        try:
-            run = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            continue
-        if run.get("status") != "completed":
+    for run_dir, run, _error in run_records(runs_dir):
+        if run is None or run.get("status") != "completed":
             continue
         lab = run["labels"]
         metric = metrics.setdefault(lab["experiment"], run.get("summary", {}).get("target_metric", "val/acc"))
-        points = [(r["epoch"], r[metric]) for r in read_metrics(path.parent / "metrics.jsonl") if metric in r]
+        points = [(r["epoch"], r[metric]) for r in read_metrics(run_dir / "metrics.jsonl") if metric in r]
         if points:
             label = lab["init"] + (f" [{lab['variant']}]" if lab.get("variant") else "")
             out[lab["experiment"]][(lab["data"], lab["arch"])][label].append(points)

@@ -17,8 +17,7 @@ import socket
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from emergence.data.images import DEBIAN_FASHION_MNIST, IDX_FILES, TORCHVISION_FOLDERS, read_mnist_like  # noqa: E402
+from emergence.data.images import DEBIAN_FASHION_MNIST, IDX_FILES, TORCHVISION_FOLDERS, read_mnist_like
 
 CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 

@@ -25,8 +25,7 @@ import sys
 import unicodedata
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared cleaning functions live next to this file
-from prepare_iwslt14 import clean_corpus, extract_segments, make_tokenizer, write_corpus  # noqa: E402
+from prepare_iwslt14 import clean_corpus, extract_segments, make_tokenizer, write_corpus  # next to this file
 
 
 def remove_non_printing(text: str) -> str:

@@ -17,10 +17,10 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from emergence.report import claims as cl
+from emergence.report import html, tables, verdict
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from emergence.report import claims as cl  # noqa: E402
-from emergence.report import html, tables, verdict  # noqa: E402
 
 
 def as_json(results: list[dict]) -> list[dict]:

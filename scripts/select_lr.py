@@ -34,26 +34,13 @@ from pathlib import Path
 import yaml
 
 from emergence.protocol import is_collapsed
+from emergence.rundirs import run_records, split_overrides
 
 PREFIX = "lr_"
 IGNORED = ("optim.lr", "name", "trainer.cpu_threads", "diagnostics.every_steps", "data", "arch", "init", "debug",
            "experiment", "seed")  # not part of a cell's identity
 FIELDS = ["experiment", "data", "arch", "init", "variant", "lr", "factor", "criterion", "n_runs", "n_completed",
           "n_diverged", "n_collapsed", "n_failed", "score", "scores", "chosen"]  # fmt: skip
-
-
-def split_overrides(text: str) -> list[str]:
-    """``a=1,b={x:1,y:2}`` -> ['a=1', 'b={x:1,y:2}']: split at commas outside braces and brackets."""
-    out, depth, cur = [], 0, ""
-    for ch in text:
-        if ch == "," and depth == 0:
-            out.append(cur)
-            cur = ""
-            continue
-        depth += 1 if ch in "{[" else -1 if ch in "}]" else 0
-        cur += ch
-    out.append(cur)
-    return [o.strip() for o in out if o.strip()]
 
 
 def _canonical(v):
@@ -99,16 +86,14 @@ def last_value(run_dir: Path, metric: str) -> float | None:
 
 
 def load(runs_dir: Path) -> list[dict]:
+    """The LR-selection runs (experiment ``lr_*``) under ``runs_dir`` (emergence/rundirs.py), their dir in ``_dir``."""
     runs = []
-    for path in sorted(runs_dir.rglob("run.json")):
-        try:
-            record = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            record = {"status": "corrupt"}
+    for run_dir, record, error in run_records(runs_dir):
+        record = {"status": "corrupt"} if error is not None else record
         labels = record.get("labels") or {}
         if not str(labels.get("experiment", "")).startswith(PREFIX):
             continue
-        record["_dir"] = path.parent
+        record["_dir"] = run_dir
         runs.append(record)
     return runs
 

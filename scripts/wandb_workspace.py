@@ -22,8 +22,6 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 GROUP_BY = "init"  # a flat config key (emergence/log.py: wandb_config)
 
 

@@ -1,4 +1,4 @@
-"""Tests for emergence.bleu: agreement with the sacreBLEU command-line tool, perfect score, signature."""
+"""Tests for emergence.metrics.bleu: agreement with the sacreBLEU command-line tool, perfect score, signature."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sacrebleu
 
-from emergence.bleu import corpus_bleu, write_translations
+from emergence.metrics.bleu import corpus_bleu, write_translations
 
 SACREBLEU_CLI = Path(sys.executable).parent / "sacrebleu"
 WORDS = "the a cat dog sat ran on under mat house red big small , quickly it's don't".split()

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from emergence import protocol
-from emergence.bleu import corpus_bleu, tokenized_bleu
 from emergence.config import ConfigError, validate
 from emergence.log import read_metrics
+from emergence.metrics.bleu import corpus_bleu, tokenized_bleu
 from emergence.optim import build_schedule
 from emergence.train import run
 from tests.conftest import compose_train

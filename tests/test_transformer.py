@@ -1,4 +1,4 @@
-"""Tests for the fairseq-compatible Transformer (emergence/models/transformer.py) and decoding (emergence/decode.py)."""
+"""Tests for the fairseq-compatible Transformer (emergence/models/transformer.py) and decoding (models/decode.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emergence.decode import beam_search, greedy_decode
+from emergence.models.decode import beam_search, greedy_decode
 from emergence.models.transformer import PRESETS, Transformer, sinusoidal_table
 
 PAD, BOS, EOS = 0, 1, 2

@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
-from emergence.bleu import corpus_bleu
 from emergence.data.translation import BOS, EOS, PAD
 from emergence.init.layers import trace_units
 from emergence.log import read_metrics
+from emergence.metrics.bleu import corpus_bleu
 from emergence.models.transformer import Transformer
 from emergence.tasks.translation import TranslationTask
 from emergence.train import run

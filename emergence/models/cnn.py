@@ -1,4 +1,4 @@
-"""Small CNN for quick CPU runs (Fashion-MNIST, sklearn digits), plus the argument checks the CNN families share.
+"""Small CNN for quick CPU runs (Fashion-MNIST, sklearn digits).
 
 `SmallCNN` is the suite's stand-in for the paper's "CNN image classification" setting (arXiv 2407.19044, Sec. 5 of
 docs/method.md) on data that fits a 2-core CPU: ``[conv3x3 -> (BN) -> ReLU -> maxpool] x len(channels) -> flatten ->
@@ -8,13 +8,7 @@ the main path, so the emergence rule (docs/method.md#depth-units) ramps over the
 A 2x2 max-pool is skipped when the feature map is already smaller than 2 px on a side, so no input pools below 1x1
 (8x8 digits: 8 -> 4 -> 2 with the default two stages; a fourth stage would meet a 1x1 map and skip its pool).
 
-Conventions shared by every model in `emergence.models` (VGG, ResNet, SmallCNN, MLP):
-- ``Name(input_shape, num_classes, *, <arch kwargs>)`` with ``input_shape = (C, H, W)`` from the data.
-- ``norm`` is ``"batch"`` or ``"none"``; conv layers carry a bias only without BN.
-- ``width`` multiplies channel counts (rounded, at least 1).
-- PyTorch layer defaults only; the initializers in `emergence.init` set the weights.
-- every activation is its own ``nn.ReLU`` module (not in place, so a hook on the preceding layer sees its own output),
-  so forward hooks see each hidden layer (docs/method.md#measurement-conventions).
+The conventions every model in `emergence.models` follows are listed in `emergence.models.common`.
 
 Example:
     >>> model = SmallCNN((1, 28, 28), 10)
@@ -30,40 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-NORMS = ("batch", "none")
-
-
-def check_choice(key: str, value: object, allowed: Sequence[object]) -> None:
-    """Raise ``ValueError`` naming the config key ``arch.<key>`` when ``value`` is not one of ``allowed``."""
-    if value not in allowed:
-        choices = ", ".join(repr(a) for a in allowed)
-        raise ValueError(f"arch.{key} must be one of {choices}; got {value!r}")
-
-
-def check_input_shape(input_shape: Sequence[int], num_classes: int) -> tuple[int, int, int]:
-    """Validate ``(C, H, W)`` and ``num_classes``; return the shape as a tuple of ints."""
-    shape = tuple(int(s) for s in input_shape)
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f"input_shape must be (C, H, W) with positive sizes; got {tuple(input_shape)!r}")
-    if int(num_classes) < 1:
-        raise ValueError(f"num_classes must be >= 1; got {num_classes!r}")
-    return shape  # type: ignore[return-value]
-
-
-def check_width(width: float) -> None:
-    """Raise ``ValueError`` unless ``arch.width`` is a positive number."""
-    if not width > 0:
-        raise ValueError(f"arch.width must be a positive number; got {width!r}")
-
-
-def scale_channels(channels: int, width: float) -> int:
-    """Channel count ``channels * width``, rounded, at least 1."""
-    return max(1, int(round(channels * width)))
-
-
-def pool_out(size: int) -> int:
-    """Side length after a 2x2/stride-2 max-pool (floor), as ``nn.MaxPool2d(2)`` computes it."""
-    return size // 2
+from emergence.models.common import NORMS, check_choice, check_input_shape, check_width, pool_out, scale_channels
 
 
 class SmallCNN(nn.Module):

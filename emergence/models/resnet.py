@@ -43,7 +43,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from emergence.models.cnn import NORMS, check_choice, check_input_shape, check_width, scale_channels
+from emergence.models.common import NORMS, check_choice, check_input_shape, check_width, scale_channels
 
 STAGE_CHANNELS = (16, 32, 64)
 

@@ -14,8 +14,9 @@ forward order (32 units for `transformer_iwslt_de_en`), with options to leave ou
 a tied embedding last (the readout). Weights keep PyTorch's layer defaults; initializers live in `emergence/init/`
 (the family's conventional base is Xavier, ``base_init``).
 
-Usage: `model = Transformer.from_preset("transformer_iwslt_de_en", 8848, 6632)`, then (search: emergence/decode.py)
-`model(src_tokens, prev_output_tokens)` gives B x T x V logits; search calls `encode`/`decode_step`.
+Usage: `model = Transformer.from_preset("transformer_iwslt_de_en", 8848, 6632)`, then
+`model(src_tokens, prev_output_tokens)` gives B x T x V logits; search (emergence/models/decode.py) calls
+`encode`/`decode_step`.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from emergence.models.cnn import NORMS, check_choice, check_input_shape, check_width, pool_out, scale_channels
+from emergence.models.common import NORMS, check_choice, check_input_shape, check_width, pool_out, scale_channels
 
 # Channel counts per conv, "M" = 2x2 max-pool; keys are the weight-layer depth with the original 3-layer classifier.
 CFGS: dict[int, list[int | str]] = {

@@ -9,7 +9,6 @@ treatment and control runs by seed and reads the metric of each pair (docs/exper
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
 
 from emergence.log import read_metrics
+from emergence.rundirs import run_records, split_overrides
 
 VERDICT_CI = ("bootstrap", "t", "hull")
 FINISHED = ("completed", "diverged")  # a diverged run is a result (a loss), a failed or unfinished one is not
@@ -62,31 +62,11 @@ class Run:
 def load_runs(runs_dir: Path) -> list[Run]:
     """Every run dir (a folder with ``run.json``) under ``runs_dir``; a corrupt run.json counts as a failed run."""
     runs = []
-    for path in sorted(Path(runs_dir).rglob("run.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, OSError) as exc:
-            record = {"status": "failed", "error": f"unreadable run.json: {exc}", "labels": {}}
-        runs.append(Run(path.parent, record))
+    for run_dir, record, error in run_records(runs_dir):
+        if error is not None:
+            record = {"status": "failed", "error": f"unreadable run.json: {error}", "labels": {}}
+        runs.append(Run(run_dir, record))
     return runs
-
-
-def split_overrides(text: str) -> list[str]:
-    """Split ``a=1,b={x:1,y:2}`` at top-level commas (the way runinfo joins a run's variant overrides)."""
-    parts, depth, buf = [], 0, ""
-    for ch in text:
-        if ch in "{[(":
-            depth += 1
-        elif ch in "}])":
-            depth -= 1
-        if ch == "," and depth == 0:
-            parts.append(buf)
-            buf = ""
-        else:
-            buf += ch
-    if buf:
-        parts.append(buf)
-    return [p for p in (p.strip() for p in parts) if p]
 
 
 def parse_variant(text: str) -> dict:

@@ -14,14 +14,9 @@ prepared corpus folder ``{train,valid,test}.{src_lang,tgt_lang}`` (``scripts/pre
   eps_i = eps / (V - 1), summed over non-pad target tokens and divided by their number. ``stats["n"]`` counts target
   tokens, so the runner's ``train/acc`` is token accuracy and ``samples_seen`` counts target tokens.
 - ``evaluate``: ``loss`` (label-smoothed), ``nll`` (nats per token), ``ppl`` = exp(nll) (the same number as fairseq's
-  2 ** nll_base2) and ``acc`` (teacher-forced token accuracy) on every call. ``bleu`` and ``bleu_signature`` are added
-  when ``final`` (search with ``beam`` on the whole split; ``translations.<split>.{src,hyp,ref}`` written into
-  ``run_dir``) or when ``epoch`` is a positive whole multiple of ``bleu_every_epochs`` (search with ``eval_beam``,
-  1 = greedy, on a fixed subset of at most ``bleu_max_sentences`` sentences). BLEU is sacreBLEU (signature logged)
-  on the spm-decoded hypotheses against the corpus's own reference lines, and ``chrf`` beside it; on a pre-tokenized
-  corpus (IWSLT'14: lowercased, Moses-tokenized) ``tokenized_bleu`` adds ``bleu_tok``, the papers' tokenized BLEU.
-  ``keep_best`` stores the model with the best periodic val BLEU (``run_dir/best_model.pt``) and the final test
-  evaluation scores it too (``best_bleu``, ``best_bleu_tok``, ``best_chrf``, ``best_epoch``).
+  2 ** nll_base2) and ``acc`` (teacher-forced token accuracy) on every call; ``bleu``, ``bleu_signature``, ``chrf``
+  (and ``bleu_tok``, ``best_*``) when ``final`` or when ``epoch`` is a positive whole multiple of
+  ``bleu_every_epochs``: search, scoring and the best model are in ``emergence/tasks/translation_bleu.py``.
 
     task = TranslationTask("data/ding_de_en", "de", "en", vocab_size=4000).setup(torch.device("cpu"))
     model = Transformer(**task.model_kwargs(), d_model=64, ffn_dim=128, heads=4, encoder_layers=2, decoder_layers=2)
@@ -32,7 +27,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import math
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,13 +35,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from emergence.bleu import corpus_bleu, corpus_chrf, tokenized_bleu, write_translations
 from emergence.data.translation import PAD, TranslationData, corpus_paths
-from emergence.decode import beam_search, greedy_decode
 from emergence.init import InitBatch
+from emergence.tasks.translation_bleu import SPLITS, BleuScoring
 
 log = logging.getLogger("emergence")
-SPLITS = {"train": "train", "val": "valid", "valid": "valid", "test": "test"}  # runner name -> corpus file name
 MODEL_KEYS = ("src_tokens", "prev_output_tokens", "target")  # the batch tensors that go to the device
 
 
@@ -63,13 +55,7 @@ def _cache_lock(cache_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _raw_lines(path: Path) -> list[str]:
-    # Split on "\n" only, as the corpus reader does (str.splitlines would also break at U+2028).
-    text = path.read_text(encoding="utf-8")
-    return text.removesuffix("\n").split("\n") if text else []
-
-
-class TranslationTask:
+class TranslationTask(BleuScoring):
     """A parallel corpus as a runner task (see the module docstring)."""
 
     target_metric = "val/bleu"
@@ -214,8 +200,7 @@ class TranslationTask:
             yield InitBatch(self._collate("train", self._window(batch_size, generator)), self.inputs, self.criterion)
 
     def gradinit_batches(self, batch_size: int, generator: torch.Generator) -> tuple[dict, dict, dict]:
-        """(B0, B1, B2): one random length-bucketed batch of ~``batch_size`` tokens, cut into thirds by sentence count
-        (docs/gradinit.md#batches)."""
+        """(B0, B1, B2): a random bucketed batch of ~``batch_size`` tokens cut in thirds (docs/gradinit.md#batches)."""
         chosen = self._window(batch_size, generator)
         if len(chosen) < 3:
             raise ValueError(f"GradInit needs >= 3 training pairs in a batch; the corpus has {len(self._ids('train'))}")
@@ -279,11 +264,6 @@ class TranslationTask:
             width = max(width, n)
         return chunks + [current] if current else chunks
 
-    def _bleu_due(self, epoch: float | None) -> bool:
-        if epoch is None or epoch <= 0 or self.bleu_every_epochs == 0 or abs(epoch - round(epoch)) > 1e-9:
-            return False
-        return round(epoch) % self.bleu_every_epochs == 0
-
     @torch.no_grad()
     def evaluate(self, model: nn.Module, split: str, epoch: float | None = None, final: bool = False) -> dict:
         """Teacher-forced loss/nll/ppl/acc on ``split``; BLEU when ``final`` or at every ``bleu_every_epochs``."""
@@ -317,67 +297,4 @@ class TranslationTask:
             if final and self.keep_best:
                 out.update(self._score_best(model, split, ids))
         model.train(was_training)
-        return out
-
-    def _best_path(self) -> Path | None:
-        return Path(self.run_dir) / "best_model.pt" if getattr(self, "run_dir", None) is not None else None
-
-    def _keep_if_best(self, model: nn.Module, epoch: float, bleu: float) -> None:
-        """Store the model when its val BLEU is the best so far (a file from an earlier attempt, written at this
-        epoch or later, is replaced), atomically in the run dir so that a resumed run keeps its best."""
-        path = self._best_path()
-        if path is None:
-            return
-        best = torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
-        if best is None or best["epoch"] >= epoch or bleu > best["val_bleu"]:
-            tmp = path.with_name(path.name + ".tmp")
-            state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            torch.save({"epoch": epoch, "val_bleu": bleu, "model": state}, tmp)
-            os.replace(tmp, path)
-
-    def _score_best(self, model: nn.Module, split: str, ids: Tensor) -> dict:
-        """BLEU of the best checkpoint by val BLEU on ``split`` (the final model's weights are restored after)."""
-        path = self._best_path()
-        if path is None or not path.exists():
-            return {}
-        best = torch.load(path, map_location="cpu", weights_only=True)
-        final_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(best["model"])
-        scores = self._bleu(model, split, ids, self.beam, write=True, tag=".best")
-        model.load_state_dict(final_state)
-        scores = {f"best_{k}": v for k, v in scores.items()}
-        return {**scores, "best_epoch": best["epoch"], "best_val_bleu": best["val_bleu"]}
-
-    def translate(self, model: nn.Module, split: str, ids: Tensor, beam: int) -> list[str]:
-        """Detokenized translations of sentences ``ids`` of ``split`` (greedy for beam 1), in the order of ``ids``."""
-        hyps: list[str] = [""] * len(ids)
-        for chunk in self._chunks(split, ids, max(1, self.max_tokens // beam), by_source=True):
-            src = self._collate(split, ids[chunk])["src_tokens"]
-            search = dict(max_len_a=self.max_len_a, max_len_b=self.max_len_b)
-            if beam == 1:
-                out = greedy_decode(model, src, **search)
-            else:
-                out = beam_search(model, src, beam=beam, len_penalty=self.len_penalty, **search)
-            for pos, tokens in zip(chunk, out):
-                hyps[pos] = self.data.decode(tokens, "tgt")
-        return hyps
-
-    def _bleu(self, model: nn.Module, split: str, ids: Tensor, beam: int, write: bool, tag: str = "") -> dict:
-        name = SPLITS[split]
-        refs_all = self.data.references(name)
-        refs = [refs_all[i] for i in ids.tolist()]
-        hyps = self.translate(model, split, ids, beam)
-        score = corpus_bleu(hyps, refs, tokenize=self.tokenize, lowercase=self.lowercase)
-        if write:
-            srcs_all = _raw_lines(self.corpus_dir / f"{name}.{self.src_lang}")
-            srcs = [srcs_all[i] for i in ids.tolist()]
-            if self.run_dir is not None:
-                write_translations(Path(self.run_dir) / f"translations.{split}{tag}", srcs, hyps, refs)
-            for i in range(min(self.num_samples, len(hyps))):
-                log.info("%s sample %d\n  src: %s\n  ref: %s\n  hyp: %s", split, i, srcs[i], refs[i], hyps[i])
-        log.info("%s BLEU %.2f (beam %d, %d sentences) %s", split, score["score"], beam, len(ids), score["signature"])
-        out = {"bleu": score["score"], "bleu_signature": score["signature"], "chrf": corpus_chrf(hyps, refs)["score"]}
-        if self.tokenized_bleu:  # the papers' number on a pre-tokenized corpus (emergence/bleu.py)
-            tok = tokenized_bleu(hyps, refs)
-            out.update(bleu_tok=tok["score"], bleu_tok_signature=tok["signature"])
         return out
