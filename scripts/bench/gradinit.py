@@ -202,8 +202,9 @@ def main(argv=None) -> int:
         ms = {k: 1e3 * s.median for k, s in cpu.items()}
         step = ms["step"]
         if args.official is not None:
+            clocks_ = (("cpu", cpu), ("wall", wall))
             r = {f"{kind} {clock}": paired(times[kind], times[f"official {kind}"]).median
-                 for kind in ("objective", "constraint") for clock, times in (("cpu", cpu), ("wall", wall))}  # fmt: skip
+                 for kind in ("objective", "constraint") for clock, times in clocks_}  # fmt: skip
             ratios[name] = {"objective": r["objective cpu"], "constraint": r["constraint cpu"],
                             "objective_wall": r["objective wall"], "constraint_wall": r["constraint wall"]}  # fmt: skip
             off = [f"{ms['official objective']:.1f}", f"{ms['official constraint']:.1f}"] + [
