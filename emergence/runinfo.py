@@ -139,14 +139,15 @@ def _first(history, metric, epoch):
     return None
 
 
-def summarize(result, final, tracker, metric, init_s, n_params, init_stats) -> dict:
-    """Status, counters and the headline numbers (init, epoch 1, final, best, time to target)."""
-    history = result["history"]
+def summarize(result, steps_per_epoch, final, tracker, init_s, n_params, init_stats) -> dict:
+    """Status, counters and the headline numbers (init, epoch 1, final, best, time to target) of the loop's final
+    state ``result`` (a ``loop.LoopState``) and the test metrics ``final``, for the tracker's target metric."""
+    metric, history = tracker.metric, result.history
     values = [r[metric] for r in history if r.get(metric) is not None and math.isfinite(r[metric])]
     summary = {
         summary_key(metric, "init"): _first(history, metric, 0),
         summary_key(metric, "epoch1"): _first(history, metric, 1),
-        summary_key(metric, "final"): values[-1] if values and result["status"] == "completed" else None,
+        summary_key(metric, "final"): values[-1] if values and result.status == "completed" else None,
         summary_key(metric, "best"): max(values) if values else None,
         **{summary_key(k, "final"): v for k, v in final.items()},
         "target_metric": metric,
@@ -163,13 +164,13 @@ def summarize(result, final, tracker, metric, init_s, n_params, init_stats) -> d
         }
     )
     return {
-        "status": result["status"],
-        "diverged_at": result["diverged_at"],
-        "reason": result["reason"],
-        "steps": result["step"],
-        "epochs": result["step"] / result["steps_per_epoch"],
-        "samples_seen": result["samples"],
-        "wall_s": result["wall"],
+        "status": result.status,
+        "diverged_at": result.diverged_at,
+        "reason": result.reason,
+        "steps": result.step,
+        "epochs": result.step / steps_per_epoch,
+        "samples_seen": result.samples,
+        "wall_s": result.wall,
         "init_s": init_s,
         "n_params": n_params,
         "alpha": init_stats.get("alpha"),

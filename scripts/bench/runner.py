@@ -35,7 +35,7 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from emergence import seeding
-from emergence.components import measurer
+from emergence.components import emergence_probe
 from emergence.data.images import READERS
 from emergence.tasks.classification import ClassificationTask
 from emergence.train import run
@@ -126,7 +126,7 @@ def eval_costs(cfg, task) -> tuple[float, float]:
     torch.manual_seed(0)
     model = instantiate(cfg.arch, **task.model_kwargs())
     n_params = sum(p.numel() for p in model.parameters())
-    measure = measurer(cfg.measure, task, 0, n_params)
+    measure = emergence_probe(cfg.measure, task, 0, n_params)
     task.evaluate(model, "val")  # warm-up
     t0 = time.perf_counter()
     task.evaluate(model, "val")
