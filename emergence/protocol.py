@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
+from emergence.runinfo import summary_key
+
 COLLAPSE_MARGIN = 0.02  # accuracy points (as a fraction) above chance that still count as collapsed
 CLASSES = {"cifar100": 100}  # every other image dataset of the suite has 10 classes
 
@@ -43,7 +45,7 @@ def chance(record: dict) -> float | None:
 def is_collapsed(record: dict) -> bool:
     """A completed classification run whose final val accuracy is within COLLAPSE_MARGIN of chance."""
     level = chance(record)
-    final = (record.get("summary") or {}).get("val_acc_final")
+    final = (record.get("summary") or {}).get(summary_key("val/acc", "final"))
     if record.get("status") != "completed" or level is None or final is None:
         return False
     return final <= level + COLLAPSE_MARGIN

@@ -128,8 +128,15 @@ def labels_from_hydra(cfg: DictConfig) -> dict:
 
 def summary_key(metric: str, which: str) -> str:
     """The run.json summary key of ``metric`` (e.g. ``val/acc``) at ``which`` (init, epoch1, final, best): the one
-    place that names them (the runner, its sweeper return value and scripts/aggregate.py use it)."""
+    place that names them (the runner, its sweeper return value, scripts/aggregate.py and the report use it)."""
     return f"{metric.replace('/', '_')}_{which}"
+
+
+def test_metrics(summary: dict) -> list[str]:
+    """The names ``t`` of the test metrics whose final value (a number) ``summary`` holds under
+    ``summary_key(f"test/{t}", "final")``: the inverse of the rule above, for readers of run records."""
+    found = ((k[len("test_") : -len("_final")], k) for k, v in summary.items() if isinstance(v, (int, float)))
+    return sorted(t for t, k in found if t and summary_key(f"test/{t}", "final") == k)
 
 
 def _first(history, metric, epoch):
