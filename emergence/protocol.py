@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from emergence.runinfo import summary_key
-
 COLLAPSE_MARGIN = 0.02  # accuracy points (as a fraction) above chance that still count as collapsed
 CLASSES = {"cifar100": 100}  # every other image dataset of the suite has 10 classes
 
@@ -45,6 +43,8 @@ def chance(record: dict) -> float | None:
 def is_collapsed(record: dict) -> bool:
     """A completed classification run whose final val accuracy is within COLLAPSE_MARGIN of chance."""
     level = chance(record)
+    from emergence.runinfo import summary_key  # here: runinfo imports config, which imports this module
+
     final = (record.get("summary") or {}).get(summary_key("val/acc", "final"))
     if record.get("status") != "completed" or level is None or final is None:
         return False
