@@ -52,7 +52,7 @@ def set_rng(rng: dict) -> None:
         torch.cuda.set_rng_state_all(rng["cuda"])
 
 
-def initialize(initializer, model, example, task, seed, device, run_dir: Path, fingerprint: str, use_cache=True):
+def initialize(initializer, model, example, task, seed, device, run_dir: Path | None, fingerprint: str, use_cache=True):
     """Apply the initializer as the contract in emergence/init/__init__.py says; returns (stats, seconds).
 
     Every data-dependent initializer that takes ``batches=`` gets ``task.init_batches(initializer.batch_size, ...)``
@@ -65,7 +65,7 @@ def initialize(initializer, model, example, task, seed, device, run_dir: Path, f
     if not getattr(initializer, "needs_data", False):
         return initializer(model, example, generator), time.perf_counter() - t0
     cached = bool(getattr(initializer, "cache", False)) and run_dir is not None  # scripts keep no cache
-    cache = run_dir / "init_cache.pt"
+    cache = Path(run_dir or ".") / "init_cache.pt"
     stats = initializer.load(model, cache, key=fingerprint) if cached and use_cache else None
     if stats is not None:
         log.info("reusing the learned init cached in %s", cache)

@@ -132,7 +132,7 @@ def summary_key(metric: str, which: str) -> str:
     return f"{metric.replace('/', '_')}_{which}"
 
 
-def test_metrics(summary: dict) -> list[str]:
+def final_test_metrics(summary: dict) -> list[str]:
     """The names ``t`` of the test metrics whose final value (a number) ``summary`` holds under
     ``summary_key(f"test/{t}", "final")``: the inverse of the rule above, for readers of run records."""
     found = ((k[len("test_") : -len("_final")], k) for k, v in summary.items() if isinstance(v, (int, float)))

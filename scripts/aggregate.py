@@ -23,7 +23,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from emergence.protocol import is_collapsed
-from emergence.runinfo import summary_key, test_metrics  # the one place that names summary keys
+from emergence.runinfo import final_test_metrics, summary_key  # the one place that names summary keys
 
 # (column, which metric, at which point): "target" is the run's target metric (e.g. val/acc), "test" its test split
 METRICS = [("init", "target", "init"), ("epoch1", "target", "epoch1"), ("final", "target", "final"),
@@ -112,7 +112,7 @@ def aggregate(runs: list[dict]) -> list[dict]:
         for col, key in keys.items():
             mean, sd, n = mean_sd([r["summary"].get(key) for r in done])
             row[f"{col}_mean"], row[f"{col}_sd"], row[f"{col}_n"] = mean, sd, n
-        tests = {t for r in done for t in test_metrics(r["summary"])}  # the test metrics found
+        tests = {t for r in done for t in final_test_metrics(r["summary"])}  # the test metrics found
         other = sorted(tests - {t})
         for k in other:
             mean, sd, _ = mean_sd([r["summary"].get(summary_key(f"test/{k}", "final")) for r in done])
