@@ -1,5 +1,6 @@
-"""The pieces ``train.run`` assembles: device, init (with GradInit's cache), measurements, RNG state, run-dir care,
-building from a config node with errors that name the group, the data's identity, and marking a run failed.
+"""The pieces ``train.run`` assembles: device, the initialized model (``build_initialized_model``: seed, build,
+initialize, the one sequence the runner and the scripts share), the emergence probe and the diagnostics hook, RNG
+state, building from a config node with errors that name the group, the data's identity, and marking a run failed.
 
 Kept out of ``train.py`` so that ``run(cfg)`` stays one readable page.
 """
@@ -8,13 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from torch import nn
 
 from emergence import checkpoint, seeding
 from emergence.config import ConfigError
@@ -24,6 +28,7 @@ from emergence.metrics.layer_stats import LayerTracker
 from emergence.runinfo import write_json
 
 log = logging.getLogger("emergence")
+CPU = torch.device("cpu")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -47,7 +52,7 @@ def set_rng(rng: dict) -> None:
         torch.cuda.set_rng_state_all(rng["cuda"])
 
 
-def initialize(initializer, model, example, task, seed, device, run_dir: Path, fingerprint: str, use_cache=True):
+def initialize(initializer, model, example, task, seed, device, run_dir: Path | None, fingerprint: str, use_cache=True):
     """Apply the initializer as the contract in emergence/init/__init__.py says; returns (stats, seconds).
 
     Every data-dependent initializer that takes ``batches=`` gets ``task.init_batches(initializer.batch_size, ...)``
@@ -59,8 +64,8 @@ def initialize(initializer, model, example, task, seed, device, run_dir: Path, f
     t0 = time.perf_counter()
     if not getattr(initializer, "needs_data", False):
         return initializer(model, example, generator), time.perf_counter() - t0
-    cached = bool(getattr(initializer, "cache", False))
-    cache = run_dir / "init_cache.pt"
+    cached = bool(getattr(initializer, "cache", False)) and run_dir is not None  # scripts keep no cache
+    cache = Path(run_dir or ".") / "init_cache.pt"
     stats = initializer.load(model, cache, key=fingerprint) if cached and use_cache else None
     if stats is not None:
         log.info("reusing the learned init cached in %s", cache)
@@ -73,6 +78,35 @@ def initialize(initializer, model, example, task, seed, device, run_dir: Path, f
     if cached:
         initializer.save(cache, key=fingerprint)
     return stats, time.perf_counter() - t0
+
+
+@dataclass
+class InitializedModel:
+    """``build_initialized_model``'s result: the model, its initializer, the init's statistics and seconds."""
+
+    model: nn.Module
+    initializer: object
+    stats: dict
+    seconds: float
+
+
+def build_initialized_model(cfg, seed: int, task, *, device=CPU, run_dir: Path | None = None, cache_key: str = "",
+                            use_cache: bool = True, apply_init: bool = True) -> InitializedModel:
+    """Seed the ``model`` stream, build ``cfg.arch`` for the task's data and apply ``cfg.init`` (timed), on the CPU, so
+    the same seed gives the same weights on any device. ``run_dir``: where a data-dependent init keeps its cache (under
+    ``cache_key``) and GradInit its per-iteration history (``init_history.jsonl``). ``apply_init=False`` (a resumed
+    run, whose weights come from its checkpoint) builds the model and the initializer only (stats {}, 0 seconds)."""
+    torch.manual_seed(seeding.stream_seed(seed, "model"))
+    model = build("arch", cfg.arch, **task.model_kwargs())
+    example = tuple(t.cpu() for t in task.example_inputs())
+    initializer = build("init", cfg.init)
+    if not apply_init:
+        return InitializedModel(model, initializer, {}, 0.0)
+    stats, seconds = initialize(initializer, model, example, task, seed, device, run_dir, cache_key, use_cache)
+    if run_dir is not None and getattr(initializer, "history", None):
+        with open(Path(run_dir) / "init_history.jsonl", "w", encoding="utf-8") as f:  # GradInit's per-iteration record
+            f.writelines(json.dumps(r, default=float) + "\n" for r in initializer.history)
+    return InitializedModel(model, initializer, stats, seconds)
 
 
 def data_identity(task) -> str:
@@ -92,15 +126,16 @@ def data_identity(task) -> str:
     return h.hexdigest()[:16]
 
 
-def auto(value, device: torch.device) -> bool:
-    """``auto`` means on CUDA only; ``none``/false off; true/bf16 on."""
+def use_feature(value, device: torch.device) -> bool:
+    """A trainer switch (``amp``, ``channels_last``): ``auto`` means on CUDA only; ``none``/false off; true/bf16 on."""
     if value == "auto":
         return device.type == "cuda"
     return value not in (False, "none", None)
 
 
-def measurer(mcfg, task, seed: int, n_params: int):
-    """``model -> {emergence/...}`` on a fixed probe batch, or None when disabled."""
+def emergence_probe(mcfg, task, seed: int, n_params: int):
+    """``model -> {emergence/...}``: the emergence measure on a fixed, seeded probe batch (the ``measure`` config), or
+    None when disabled."""
     if not mcfg.enabled:
         return None
     probe = task.probe_inputs(mcfg.probe_size, seeding.generator(seed, "probe"))
@@ -121,8 +156,9 @@ def measurer(mcfg, task, seed: int, n_params: int):
     return measure
 
 
-def diagnostics(dcfg, model, example):
-    """``step -> {layer/...}`` every ``every_steps`` steps: per-layer grad norm, relative update, distance from init."""
+def diagnostics_hook(dcfg, model, example):
+    """(``step -> {layer/...}`` every ``every_steps`` steps: per-layer grad norm, relative update, distance from init;
+    its layer tracker, whose state a checkpoint holds), or (None, None) when off."""
     every = int(dcfg.every_steps)
     if every <= 0:
         return None, None
@@ -134,7 +170,8 @@ def diagnostics(dcfg, model, example):
     return on_step, tracker
 
 
-def set_aside(path: Path) -> None:
+def keep_as_attempt(path: Path) -> None:
+    """Rename a non-empty ``path`` to ``<name>.attempt<n>`` (the first free n): an earlier attempt is never lost."""
     if path.exists() and path.stat().st_size:
         n = 1
         while path.with_name(f"{path.name}.attempt{n}").exists():

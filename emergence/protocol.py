@@ -43,7 +43,9 @@ def chance(record: dict) -> float | None:
 def is_collapsed(record: dict) -> bool:
     """A completed classification run whose final val accuracy is within COLLAPSE_MARGIN of chance."""
     level = chance(record)
-    final = (record.get("summary") or {}).get("val_acc_final")
+    from emergence.runinfo import summary_key  # here: runinfo imports config, which imports this module
+
+    final = (record.get("summary") or {}).get(summary_key("val/acc", "final"))
     if record.get("status") != "completed" or level is None or final is None:
         return False
     return final <= level + COLLAPSE_MARGIN

@@ -128,8 +128,15 @@ def labels_from_hydra(cfg: DictConfig) -> dict:
 
 def summary_key(metric: str, which: str) -> str:
     """The run.json summary key of ``metric`` (e.g. ``val/acc``) at ``which`` (init, epoch1, final, best): the one
-    place that names them (the runner, its sweeper return value and scripts/aggregate.py use it)."""
+    place that names them (the runner, its sweeper return value, scripts/aggregate.py and the report use it)."""
     return f"{metric.replace('/', '_')}_{which}"
+
+
+def final_test_metrics(summary: dict) -> list[str]:
+    """The names ``t`` of the test metrics whose final value (a number) ``summary`` holds under
+    ``summary_key(f"test/{t}", "final")``: the inverse of the rule above, for readers of run records."""
+    found = ((k[len("test_") : -len("_final")], k) for k, v in summary.items() if isinstance(v, (int, float)))
+    return sorted(t for t, k in found if t and summary_key(f"test/{t}", "final") == k)
 
 
 def _first(history, metric, epoch):
@@ -139,14 +146,15 @@ def _first(history, metric, epoch):
     return None
 
 
-def summarize(result, final, tracker, metric, init_s, n_params, init_stats) -> dict:
-    """Status, counters and the headline numbers (init, epoch 1, final, best, time to target)."""
-    history = result["history"]
+def summarize(result, steps_per_epoch, final, tracker, init_s, n_params, init_stats) -> dict:
+    """Status, counters and the headline numbers (init, epoch 1, final, best, time to target) of the loop's final
+    state ``result`` (a ``loop.LoopState``) and the test metrics ``final``, for the tracker's target metric."""
+    metric, history = tracker.metric, result.history
     values = [r[metric] for r in history if r.get(metric) is not None and math.isfinite(r[metric])]
     summary = {
         summary_key(metric, "init"): _first(history, metric, 0),
         summary_key(metric, "epoch1"): _first(history, metric, 1),
-        summary_key(metric, "final"): values[-1] if values and result["status"] == "completed" else None,
+        summary_key(metric, "final"): values[-1] if values and result.status == "completed" else None,
         summary_key(metric, "best"): max(values) if values else None,
         **{summary_key(k, "final"): v for k, v in final.items()},
         "target_metric": metric,
@@ -163,13 +171,13 @@ def summarize(result, final, tracker, metric, init_s, n_params, init_stats) -> d
         }
     )
     return {
-        "status": result["status"],
-        "diverged_at": result["diverged_at"],
-        "reason": result["reason"],
-        "steps": result["step"],
-        "epochs": result["step"] / result["steps_per_epoch"],
-        "samples_seen": result["samples"],
-        "wall_s": result["wall"],
+        "status": result.status,
+        "diverged_at": result.diverged_at,
+        "reason": result.reason,
+        "steps": result.step,
+        "epochs": result.step / steps_per_epoch,
+        "samples_seen": result.samples,
+        "wall_s": result.wall,
         "init_s": init_s,
         "n_params": n_params,
         "alpha": init_stats.get("alpha"),

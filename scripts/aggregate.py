@@ -24,7 +24,7 @@ from pathlib import Path
 
 from emergence.protocol import is_collapsed
 from emergence.rundirs import run_records
-from emergence.runinfo import summary_key  # the one function that names summary keys
+from emergence.runinfo import final_test_metrics, summary_key  # the one place that names summary keys
 
 # (column, which metric, at which point): "target" is the run's target metric (e.g. val/acc), "test" its test split
 METRICS = [("init", "target", "init"), ("epoch1", "target", "epoch1"), ("final", "target", "final"),
@@ -111,10 +111,8 @@ def aggregate(runs: list[dict]) -> list[dict]:
         for col, key in keys.items():
             mean, sd, n = mean_sd([r["summary"].get(key) for r in done])
             row[f"{col}_mean"], row[f"{col}_sd"], row[f"{col}_n"] = mean, sd, n
-        finals = {k for r in done for k, v in r["summary"].items() if isinstance(v, (int, float))}
-        tests = {k: v for k, v in ((k[len("test_") : -len("_final")], k) for k in finals)  # test metrics found
-                 if v.startswith("test_") and v.endswith("_final") and summary_key(f"test/{k}", "final") == v}
-        other = sorted(set(tests) - {t})
+        tests = {t for r in done for t in final_test_metrics(r["summary"])}  # the test metrics found
+        other = sorted(tests - {t})
         for k in other:
             mean, sd, _ = mean_sd([r["summary"].get(summary_key(f"test/{k}", "final")) for r in done])
             row[f"test_{k}_mean"], row[f"test_{k}_sd"] = mean, sd

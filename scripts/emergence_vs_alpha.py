@@ -25,6 +25,7 @@ from hydra.utils import instantiate
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from emergence import seeding  # noqa: E402
+from emergence.components import build_initialized_model  # noqa: E402
 from emergence.metrics.emergence import measure  # noqa: E402
 
 
@@ -49,9 +50,7 @@ def measure_arch(arch, data, alphas, seeds, extra):
             task = instantiate(cfg.data).setup(torch.device("cpu"))
         per_seed = []
         for seed in seeds:
-            torch.manual_seed(seeding.stream_seed(seed, "model"))
-            model = instantiate(cfg.arch, **task.model_kwargs())
-            instantiate(cfg.init)(model, task.example_inputs(), seeding.generator(seed, "init"))
+            model = build_initialized_model(cfg, seed, task).model  # the runner's seed, build, initialize
             probe = task.probe_inputs(cfg.measure.probe_size, seeding.generator(seed, "probe"))
             per_seed.append(
                 measure(

@@ -15,6 +15,7 @@ from emergence.report import figures as fg
 from emergence.report import tables as tb
 from emergence.report.claims import label_cells
 from emergence.report.verdict import VERDICTS, counts
+from emergence.runinfo import summary_key
 
 COLORS = {"supported": "#1a7f37", "contradicted": "#cf222e", "equivalent": "#0969da", "inconclusive": "#9a6700",
           "too few seeds": "#8250df", "not run": "#6e7781"}  # fmt: skip
@@ -149,7 +150,8 @@ def experiment_section(name: str, runs: list, colors: dict) -> str:
     for (data, arch), members in sorted(panels.items()):
         where = f"{arch} on {data}"
         metric = next((r.record["summary"].get("target_metric") for r in members if r.record.get("summary")), "val/acc")
-        m_key, t = metric.replace("/", "_"), metric.split("/")[-1]
+        t = metric.split("/")[-1]
+        epoch1, test_final = summary_key(metric, "epoch1"), summary_key(f"test/{t}", "final")
         scale = 100.0 if fg.is_pct(metric) else 1.0
         unit = fg.unit_of(metric) or metric
         cells = fg.group_cells(members)
@@ -163,9 +165,9 @@ def experiment_section(name: str, runs: list, colors: dict) -> str:
             charts.append(fg.curves({**base, **variants}, metric, where + ": controls", colors))
         if any("val/nll" in rec for r in members for rec in r.metrics[:3]):
             charts.append(fg.curves(plain or cells, "val/nll", where, colors))
-        charts.append(fg.summary_dots(cells, f"{m_key}_epoch1", colors, scale=scale, ylabel=f"{metric} ({unit})",
+        charts.append(fg.summary_dots(cells, epoch1, colors, scale=scale, ylabel=f"{metric} ({unit})",
                                       title=f"{metric} after epoch 1, {where}, per seed"))  # fmt: skip
-        charts.append(fg.summary_dots(cells, f"test_{t}_final", colors, scale=scale, ylabel=f"test {t} ({unit})",
+        charts.append(fg.summary_dots(cells, test_final, colors, scale=scale, ylabel=f"test {t} ({unit})",
                                       title=f"final test {t}, {where}, per seed"))  # fmt: skip
         target = next((r.record["summary"].get("target") for r in members if r.record.get("summary")), None)
         if target is not None:

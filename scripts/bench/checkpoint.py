@@ -21,7 +21,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from emergence import checkpoint, seeding
-from emergence.loop import initial_state
+from emergence.components import build_initialized_model
+from emergence.loop import LoopState
 from scripts.bench.timing import ROOT, Report, clock, common_args, interleave, setup
 
 PRESETS = [("mlp_fashion_mnist", "mlp"), ("cnn_fashion_mnist", "resnet20"), ("cnn_fashion_mnist", "vgg19")]
@@ -32,7 +33,7 @@ def measure_preset(experiment: str, arch: str, extra: list[str], args) -> list:
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"experiment={experiment}", f"arch={arch}", "init=kaiming", *extra])
     task = instantiate(cfg.data).setup(torch.device("cpu"))
-    model = instantiate(cfg.arch, **task.model_kwargs())
+    model = build_initialized_model(cfg, 0, task).model
     optimizer = instantiate(cfg.optim)(model, example=task.example_inputs())
     steps_per_epoch = task.steps_per_epoch(cfg.trainer.batch_size)
     schedule = instantiate(cfg.schedule)(optimizer, steps_per_epoch, 1)
@@ -58,7 +59,7 @@ def measure_preset(experiment: str, arch: str, extra: list[str], args) -> list:
         def save() -> float:
             payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                        "schedule": schedule.state_dict(), "rng": {"torch": torch.get_rng_state()},
-                       "loop": initial_state()}  # fmt: skip
+                       "loop": LoopState().state_dict()}  # fmt: skip
             return clock(lambda: checkpoint.save_atomic(payload, path))
 
         steps()  # warm-up, and momentum buffers exist before the first checkpoint

@@ -35,7 +35,7 @@ from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from emergence import seeding
-from emergence.components import measurer
+from emergence.components import build_initialized_model, emergence_probe
 from emergence.data.images import READERS
 from emergence.tasks.classification import ClassificationTask
 from emergence.train import run
@@ -95,8 +95,7 @@ def config(arch: str, data: str, steps: int, root: str, *overrides: str):
 
 def bare_loop(cfg, task) -> tuple[float, float, float]:
     """Seconds per step of a plain loop over the task's batches (same model, optimizer, schedule as the runner)."""
-    torch.manual_seed(0)
-    model = instantiate(cfg.arch, **task.model_kwargs())
+    model = build_initialized_model(cfg, int(cfg.seed), task).model  # the runner's weights, so the same work per step
     optimizer = instantiate(cfg.optim)(model, example=task.example_inputs())
     schedule = instantiate(cfg.schedule)(optimizer, task.steps_per_epoch(128), 1)
     model.train()
@@ -123,10 +122,9 @@ def runner(cfg) -> tuple[float, float, float]:
 
 def eval_costs(cfg, task) -> tuple[float, float]:
     """Seconds per validation evaluation and per emergence measurement, at the config's defaults."""
-    torch.manual_seed(0)
-    model = instantiate(cfg.arch, **task.model_kwargs())
+    model = build_initialized_model(cfg, int(cfg.seed), task).model
     n_params = sum(p.numel() for p in model.parameters())
-    measure = measurer(cfg.measure, task, 0, n_params)
+    measure = emergence_probe(cfg.measure, task, 0, n_params)
     task.evaluate(model, "val")  # warm-up
     t0 = time.perf_counter()
     task.evaluate(model, "val")
