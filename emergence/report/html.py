@@ -247,8 +247,10 @@ def build(results: list[dict], runs: list, doc: dict, meta: dict) -> str:
         answer.append(f"<div class='answer'><b>{name}:</b> {pills}</div>")
     commits = sorted({tb.provenance(r)["commit"] for r in runs})
     experiments = defaultdict(list)
-    for r in runs:
+    for r in runs:  # the LR-selection runs (lr_<experiment>) are tuning, not evidence: results/lr_selection.md has them
         experiments[r.labels.get("experiment", "?")].append(r)
+    tuning = sum(len(rs) for name, rs in experiments.items() if str(name).startswith("lr_"))
+    experiments = {name: rs for name, rs in experiments.items() if not str(name).startswith("lr_")}
     legend = " ".join(pill(v) for v in VERDICTS)
     body = [
         "<h1>Does Emergence init do what the paper says?</h1>", *answer,
@@ -264,6 +266,8 @@ def build(results: list[dict], runs: list, doc: dict, meta: dict) -> str:
         "<span class='meta'>(hover a line or dot for its seed; bands: 95 % t-interval of the mean over completed "
         "seeds)</span></p>",
         *[experiment_section(name, rs, colors) for name, rs in sorted(experiments.items())],
+        f"<p class='meta'>{tuning} LR-selection runs (experiments <code>lr_*</code>) are not drawn here: "
+        "<code>lr_selection.md</code> holds their scores and the chosen LRs.</p>" if tuning else "",
         '<h2 id="problems">Diverged and failed runs</h2>', problems(runs),
         '<h2 id="provenance">Provenance</h2>', provenance(runs, meta["runs"]),
     ]  # fmt: skip
