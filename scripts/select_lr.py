@@ -18,6 +18,11 @@ closest to the recipe's (the grid's middle). ``lookup`` prints the chosen LR of 
     python scripts/select_lr.py select --runs runs --out results [--criterion translation_gettext=val/nll:min]
     python scripts/select_lr.py lookup --table results/lr_selection.csv --experiment mlp_fashion_mnist \\
         --arch mlp --init kaiming --variant schedule.warmup_epochs=1
+    python scripts/select_lr.py supersede --runs runs --table results/lr_selection.csv --to runs.superseded
+
+``supersede`` moves the reported runs whose LR is not their cell's chosen one (left behind when a new selection
+chose another LR) out of the runs dir, so that the tables and the paired report never see two runs of one cell and
+seed; a sweep without a cell of its own (the alpha and turning-point ablations) goes with the emergence cell's LR.
 """
 
 from __future__ import annotations
@@ -204,6 +209,39 @@ def lookup(table: Path, experiment: str, arch: str, init: str, variant: list[str
     return 0
 
 
+def supersede(runs_dir: Path, table: Path, to: Path, dry_run: bool = False) -> int:
+    """Move reported run dirs at an LR other than their cell's chosen one from ``runs_dir`` to ``to``."""
+    if not table.is_file():
+        print(f"{table} does not exist: run experiments/lr_select.sh first", file=sys.stderr)
+        return 2
+    with open(table, newline="") as f:
+        chosen = {(r["experiment"], r["arch"], r["init"], r["variant"]): float(r["lr"])
+                  for r in csv.DictReader(f) if r["chosen"] == "1"}  # fmt: skip
+    moved = kept = 0
+    for run_dir, record, error in run_records(runs_dir):
+        if error is not None or not record:
+            continue
+        labels = record.get("labels") or {}
+        experiment, arch, init = labels.get("experiment", ""), labels.get("arch"), labels.get("init")
+        lr = ((record.get("config") or {}).get("optim") or {}).get("lr")
+        if experiment.startswith(PREFIX) or lr is None:
+            continue
+        want = chosen.get((experiment, arch, init, variant_key([labels.get("variant", "")])))
+        if want is None:  # an ablation of a cell (alpha, turning point) runs at the cell's LR
+            want = chosen.get((experiment, arch, init, variant_key([""])))
+        if want is None or math.isclose(float(lr), want, rel_tol=1e-9):
+            kept += 1
+            continue
+        moved += 1
+        target = to / run_dir.relative_to(runs_dir)
+        print(f"{'would move' if dry_run else 'moved'} {run_dir} (lr {float(lr):g}; chosen {want:g}) -> {target}")
+        if not dry_run:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            run_dir.rename(target)
+    print(f"{moved} superseded run dir(s) {'to move' if dry_run else 'moved'} to {to}; {kept} kept")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -218,7 +256,19 @@ def main(argv=None) -> int:
     q.add_argument("--init", required=True)
     q.add_argument("--variant", nargs="*", default=[])
     q.add_argument("--data", default="-", help="the data option ('-': the experiment's only one)")
+    m = sub.add_parser("supersede", help="move reported runs at an LR the table did not choose out of the runs dir")
+    m.add_argument("--runs", default="runs")
+    m.add_argument("--table", default="results/lr_selection.csv")
+    m.add_argument("--to", required=True, help="where they go (outside --runs)")
+    m.add_argument("--dry-run", action="store_true")
     args = ap.parse_args(argv)
+    if args.command == "supersede":
+        runs_dir, to = Path(args.runs).resolve(), Path(args.to).resolve()
+        if to == runs_dir or runs_dir in to.parents:
+            print(f"--to {args.to} must lie outside --runs {args.runs} (the tables read everything under it)",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        return supersede(runs_dir, Path(args.table), to, args.dry_run)
     if args.command == "lookup":
         return lookup(Path(args.table), args.experiment, args.arch, args.init, args.variant, args.data)
     runs_dir = Path(args.runs)

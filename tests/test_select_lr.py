@@ -102,3 +102,33 @@ def test_an_incomplete_grid_chooses_nothing(tmp_path, capsys):
         args = ["lookup", "--table", str(out / "lr_selection.csv"), "--experiment", "mlp", "--arch", "mlp"]
         assert select_lr.main([*args, "--init", init]) == 2
         assert "is incomplete" in capsys.readouterr().err
+
+
+def _reported(root, init, lr, seed, variant=""):
+    d = root / "mlp" / f"{variant or 'default'},init={init},optim.lr={lr}" / f"seed={seed}"
+    d.mkdir(parents=True)
+    labels = {"experiment": "mlp", "arch": "mlp", "init": init, "data": "fashion_mnist", "seed": seed,
+              "variant": ",".join(v for v in (variant, f"optim.lr={lr}") if v)}  # fmt: skip
+    (d / "run.json").write_text(json.dumps({"labels": labels, "status": "completed", "config": {"optim": {"lr": lr}}}))
+    return d
+
+
+def test_supersede_moves_only_runs_at_an_unchosen_lr(runs, tmp_path, capsys):
+    out = _table(runs, tmp_path)  # kaiming -> 0.01, emergence -> 0.01, warm-up control -> 0.02
+    reported = tmp_path / "reported"
+    old = _reported(reported, "kaiming", 0.02, 0)  # an earlier selection's LR
+    kept = [_reported(reported, "kaiming", 0.01, 0), _reported(reported, "emergence", 0.01, 0),
+            _reported(reported, "kaiming", 0.02, 0, variant="schedule.warmup_epochs=1"),
+            _reported(reported, "emergence", 0.01, 0, variant="init.max_factor=4")]  # ablation: the cell's LR
+    ablation_old = _reported(reported, "emergence", 0.02, 1, variant="init.turning_point=2")
+    table = str(out / "lr_selection.csv")
+    aside = tmp_path / "aside"
+    assert select_lr.main(["supersede", "--runs", str(reported), "--table", table, "--to", str(aside),
+                           "--dry-run"]) == 0  # fmt: skip
+    assert old.is_dir() and "2 superseded run dir(s) to move" in capsys.readouterr().out
+    assert select_lr.main(["supersede", "--runs", str(reported), "--table", table, "--to", str(aside)]) == 0
+    assert not old.exists() and not ablation_old.exists() and all(d.is_dir() for d in kept)
+    assert (aside / old.relative_to(reported) / "run.json").is_file()
+    assert select_lr.main(["supersede", "--runs", str(reported), "--table", table, "--to", str(reported / "x")]) == 2
+    assert select_lr.main(["supersede", "--runs", str(reported), "--table", str(tmp_path / "no.csv"), "--to",
+                           str(aside)]) == 2  # fmt: skip
