@@ -3,7 +3,8 @@
 # (IWSLT'14 De-En BLEU after 80 epochs) and its CPU stand-in (README "Translation").
 #   SCALE=cpu       not run
 #   SCALE=cpu-full  a 2+2-layer Transformer of width 128 on the offline gettext De-En corpus (make data), 4 epochs:
-#                   torch_default, xavier, fairseq_default, emergence; val nll, token accuracy and chrF every epoch
+#                   xavier, fairseq_default, emergence (TRANSLATION_INITS adds torch_default); val nll, token accuracy
+#                   and chrF every epoch
 #   SCALE=paper     iwslt14_paper: xavier, fairseq_default, gradinit, emergence (LR decay over 100k updates, stop at
 #                   80 epochs, best checkpoint by val BLEU and the final one); then wmt16_paper, 3 seeds, at the
 #                   recipe LR (GPU; data from scripts/prepare_iwslt14.py / prepare_wmt16.py)
