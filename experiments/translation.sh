@@ -2,7 +2,7 @@
 # Transformer machine translation x inits, each at its selected LR, 5 paired seeds: the paper's Table 3
 # (IWSLT'14 De-En BLEU after 80 epochs) and its CPU stand-in (README "Translation").
 #   SCALE=cpu       not run
-#   SCALE=cpu-full  a 2+2-layer Transformer of width 128 on the offline gettext De-En corpus (make data), 4 epochs:
+#   SCALE=cpu-full  a 2+2-layer Transformer of width 128 on the offline gettext De-En corpus (make data), 3 epochs:
 #                   xavier, fairseq_default, emergence (TRANSLATION_INITS adds torch_default); val nll, token accuracy
 #                   and chrF every epoch
 #   SCALE=paper     iwslt14_paper: xavier, fairseq_default, gradinit, emergence (LR decay over 100k updates, stop at
