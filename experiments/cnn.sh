@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CNNs with and without BN x {xavier, kaiming, gradinit, emergence} (CNN_INITS; SCALE=paper adds torch_default),
-# each at its selected LR, 5 paired seeds (README "Results"); plus the companion paper's classifier-only instance (VGG-19 with the three-layer
-# classifier, init=classifier_good|medium|low) where its presets exist.
+# each at its selected LR, 5 paired seeds (README "Results"); plus the companion paper's classifier-only instance
+# (VGG-19 with the three-layer classifier, init=classifier_good|medium|low) where its presets exist.
 #   SCALE=cpu       not run (the CPU profile covers the MLP claims)
 #   SCALE=cpu-full  VGG-19 and ResNet-20 (+/- BN) at width 1/4 on a 10k Fashion-MNIST subset: the recipe's 200-epoch
 #                   cosine with trainer.max_steps = 2 epochs, so every step has the long schedule's LR; accuracy read
