@@ -238,6 +238,6 @@ def layer_panels(runs: list[Run], where: str, label: str) -> list[str]:
                                "mean": [float(np.mean(per[stat][name][s])) for s in steps], "seeds": []})  # fmt: skip
         if series:
             chart = svg.line_chart(series, title=f"{label}: {stat} per layer, {where}, n={n_seeds}", xlabel="step",
-                                   ylabel=ylabel, logy=True, show_legend=False)  # fmt: skip
+                                   ylabel=ylabel, logy=True, show_legend=False, markers=False)  # fmt: skip
             charts.append(chart)
     return charts

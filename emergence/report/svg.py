@@ -116,9 +116,11 @@ def _path(points) -> str:
 
 
 def line_chart(
-    series: list[dict], *, title: str, xlabel: str, ylabel: str, logy: bool = False, show_legend: bool = True
+    series: list[dict], *, title: str, xlabel: str, ylabel: str, logy: bool = False, show_legend: bool = True,
+    markers: bool = True,
 ) -> str:
-    """A chart plus (with ``show_legend``) its legend; mean points are marked so a one-point series shows."""
+    """A chart plus (with ``show_legend``) its legend; mean points are marked so a one-point series shows (with
+    ``markers``: charts of many lines, such as one per layer, leave them out to keep the page small)."""
     """Series: {label, color, x, mean, lo, hi (band; may be None), seeds: [{seed, x, y, dashed}]} -> one chart."""
     xs = [v for s in series for v in s["x"]] + [v for s in series for r in s.get("seeds", []) for v in r["x"]]
     ys = [v for s in series for k in ("mean", "lo", "hi") for v in (s.get(k) or [])]
@@ -143,7 +145,7 @@ def line_chart(
         if pts:
             out.append(f'<path d="{_path(pts)}" stroke="{col}" class="meanline"><title>{escape(s["label"])}: mean'
                        "</title></path>")  # fmt: skip
-            if len(pts) <= 60:
+            if markers and len(pts) <= 60 or len(pts) == 1:
                 out += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="1.8" fill="{col}"/>' for x, y in pts]
     chart = svg("".join(out), title)
     return chart + legend([(s["label"], s["color"]) for s in series]) if show_legend else chart
