@@ -103,7 +103,7 @@ grid() {
 
 # ---- what each profile runs (one source for lr_select.sh and the reporting scripts) --------------------------------
 # cells FAMILY -> one line per tuned cell: "EXPERIMENT DATA ARCH INIT RECIPE_LR [VARIANT...]" (DATA "-": the
-# experiment's own). Families: mlp, mlp_controls, cnn, cnn_controls, head3, translation.
+# experiment's own). Families: mlp, mlp_controls, cnn, cnn_controls, head3, translation, more_inits.
 layerwise() {  # layerwise ARCH -> the layer-wise-LR control's override, the same ramp as the init's (extreme factor 2)
   if [ "$HAS_ALPHA_RULE" = 1 ]; then echo 'optim.layerwise_lr={max_factor:2}'
   elif [[ $1 == mlp* ]]; then echo 'optim.layerwise_lr={alpha:1.2599}'  # 2^(1/3), L = 7
@@ -179,6 +179,21 @@ cells() {
         local small=""
         [ "$SMOKE" = 1 ] && small="data.test_subset=64 data.bleu_max_sentences=64"  # beam search on 1000 is slow
         for init in $TRANSLATION_INITS; do echo "translation_gettext - transformer_tiny $init 2e-3 $small"; done
+      fi ;;
+    more_inits)  # the initializers beyond the paper's comparison (docs/extending.md), each where it belongs: orthogonal,
+      # LSUV and MetaInit on the plain MLP; Fixup on the no-BN ResNet (with its scalar biases); T-Fixup on the Transformer
+      [ "$SCALE" = cpu ] && return 0
+      local more=${MORE_INITS:-orthogonal lsuv metainit}
+      [ "$SMOKE" = 1 ] && more=lsuv
+      if [ "$SCALE" = paper ]; then
+        for d in mnist fashion_mnist; do for init in $more; do echo "mlp_paper $d mlp $init 0.005"; done; done
+        echo "cifar10_paper - resnet110_nobn fixup 0.1 arch.fixup=true"
+        echo "iwslt14_paper - transformer_iwslt_de_en t_fixup 5e-4"
+      else
+        for init in $more; do echo "mlp_fashion_mnist - mlp $init 0.02"; done
+        [ "$SMOKE" = 1 ] && return 0
+        echo "cnn_fashion_mnist - resnet20_nobn fixup 0.1 arch.fixup=true"
+        echo "translation_gettext - transformer_tiny t_fixup 2e-3"
       fi ;;
     *) echo "unknown cell family $1" >&2; exit 2 ;;
   esac

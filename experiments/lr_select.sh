@@ -5,7 +5,7 @@
 # lr_<experiment>. Then scripts/select_lr.py writes $RESULTS/lr_selection.csv/.md, which mlp.sh, controls.sh, cnn.sh
 # and translation.sh read. Translation cells are chosen by validation nll (lower is better), the rest by val accuracy.
 source "$(dirname "$0")/common.bash"
-for family in mlp mlp_controls cnn cnn_controls head3 translation; do grid_cells $family; done
+for family in mlp mlp_controls cnn cnn_controls head3 translation more_inits; do grid_cells $family; done
 status=0
 run_queue || status=$?
 [ "$DRY_RUN" = 1 ] && exit 0

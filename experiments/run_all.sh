@@ -13,7 +13,7 @@ esac
 if [ "${SMOKE:-0}" = 1 ]; then
   export GRADINIT_ITERATIONS=5 RESULTS=${RESULTS:-${EMERGENCE_RUNS:-runs}/results}
 fi
-scripts=(lr_select mlp controls alpha_sweep cnn translation emergence_vs_alpha)
+scripts=(lr_select mlp controls alpha_sweep cnn translation more_inits emergence_vs_alpha)
 failed=()
 for i in "${!scripts[@]}"; do
   script=experiments/${scripts[$i]}.sh
