@@ -13,7 +13,7 @@ S = B0 ∪ B1 and S̃ = B0 ∪ B2 (half-batches; docs/gradinit.md):
   ``bias_min_scale`` (a bias whose scale reaches 0 stays 0, as in the official code), norm γ at most
   ``norm_max_scale``. The walker, the modes and the cache live in ``gradinit_parts.py``.
 
-Then α·θ⁰ is written into the parameters. Everything goes through ``torch.func.functional_call`` (no parameter
+Then α·θ⁰ is written into the parameters. Everything goes through ``gradinit_parts.Slots`` (``functional_call``, no parameter
 surgery), dropout is off, BatchNorm uses batch statistics on buffer copies (the model's buffers stay bit-identical),
 fp32 and the math SDPA backend (double-differentiable) are forced, and every module flag is restored afterwards.
 Zero tensors (zero biases, BN β) and frozen tensors get no scale and are logged as skipped; zero tensors still take part
@@ -36,9 +36,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
-from emergence.init.gradinit_parts import Entry, finish, gradinit_modes, load_cache, save_cache, walk
+from emergence.init.gradinit_parts import Entry, Slots, finish, gradinit_modes, load_cache, save_cache, walk
 from emergence.init.layers import weight_stats
 from emergence.init.rescale_adam import SECOND_MOMENTS, RescaleAdam
 
@@ -183,8 +182,8 @@ class GradInit:
         if self.target_optimizer == "adam":
             return [g.sign() for g in grads]
         if self.normalize_grad:
-            inv = 1 / norm if float(norm) > 0 else 0.0  # a flat loss takes no step
-            return [g * inv for g in grads]
+            inv = 1 / norm if float(norm) > 0 else torch.zeros((), dtype=norm.dtype)  # a flat loss takes no step
+            return torch._foreach_mul(list(grads), inv)
         return list(grads)
 
     def _learn(self, model: nn.Module, task, generator, device: torch.device) -> dict:
@@ -222,17 +221,10 @@ class GradInit:
                 for t, k in zip(theta0, slot)
             ]
 
-        # torch.func.functional_call can leave a tied parameter (share_all_embeddings) as a plain tensor on the
-        # module after the call (seen on torch 2.14.1): put the original Parameter objects back after every call.
-        originals = [(m, k, v) for m in model.modules() for k, v in m._parameters.items() if v is not None]
+        call = Slots(model)  # functional_call's semantics, cheaper per call
 
         def loss(tensors, batch) -> torch.Tensor:
-            try:
-                out = functional_call(model, {**const, **dict(zip(names, tensors))}, tuple(task.inputs(batch)))
-            finally:
-                for m, k, v in originals:
-                    if m._parameters.get(k) is not v:
-                        m._parameters[k] = v
+            out = call({**const, **dict(zip(names, tensors))}, tuple(task.inputs(batch)))
             return task.criterion(out, batch)
 
         self.history = []
@@ -261,8 +253,10 @@ class GradInit:
                     record["kind"], n_bwd = "constraint", n_bwd + 1
                 else:
                     g, norm = [x.detach() for x in g], norm.detach()
-                    direction = self._direction(g, norm)
-                    lookahead = [w - self.eta * d for w, d in zip(effective(a, leaf_zeros=False), direction)]
+                    # the lookahead reuses S's effective tensors (same values, same graph to a); foreach ops, one
+                    # kernel launch per list, compute what the per-tensor ops did, element by element
+                    step = torch._foreach_mul(self._direction(g, norm), self.eta)
+                    lookahead = torch._foreach_sub(tensors, step)
                     objective = loss(lookahead, s_tilde()) / self.eta
                     (da,) = torch.autograd.grad(objective, a)
                     record["kind"], record["loss1_over_eta"] = "objective", float(objective.detach())

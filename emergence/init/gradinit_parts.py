@@ -75,6 +75,33 @@ def gradinit_modes(model: nn.Module, device: torch.device):
             m.training = flag
 
 
+class Slots:
+    """Calls a model with other tensors in place of its parameters and buffers, as ``torch.func.functional_call`` does
+    (tied parameters share the new tensor), with a fraction of its per-call Python work: the module slots of each name
+    are found once. The original tensors are back in their slots after every call."""
+
+    def __init__(self, model: nn.Module):
+        by_id: dict[int, list] = {}
+        for m in model.modules():
+            for store in (m._parameters, m._buffers):
+                for k, v in store.items():
+                    if v is not None:
+                        by_id.setdefault(id(v), []).append((store, k, v))
+        named = [*model.named_parameters(), *model.named_buffers()]
+        self.model, self.slots = model, {n: by_id[id(v)] for n, v in named}
+
+    def __call__(self, tensors: dict, inputs: tuple):
+        try:
+            for n, t in tensors.items():
+                for store, k, _ in self.slots[n]:
+                    store[k] = t
+            return self.model(*inputs)
+        finally:
+            for slots in self.slots.values():
+                for store, k, v in slots:
+                    store[k] = v
+
+
 @torch.no_grad()
 def finish(model, entries, slot, theta0, alpha, before, skipped, history, eta, n_fwd, n_bwd) -> dict:
     """Write α·θ⁰ into the parameters, check directions, zero tensors and buffers; return the ``gradinit/`` stats."""
