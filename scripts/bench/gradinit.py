@@ -46,12 +46,13 @@ from emergence.models.resnet import ResNet
 from emergence.models.vgg import VGG
 from scripts.bench.timing import Report, clocks, common_args, interleave, paired, setup
 
+# name -> (input shape, model builder, k: iterations per timing, so that one timing lasts about half a second)
 ARCHS = {
-    "mlp (1x28x28)": ((1, 28, 28), lambda s: MLP(s, 10)),
-    "small_cnn (1x28x28)": ((1, 28, 28), lambda s: SmallCNN(s, 10)),
-    "resnet20 (3x32x32)": ((3, 32, 32), lambda s: ResNet(s, 10, depth=20, norm="batch")),
-    "resnet20_nobn (3x32x32)": ((3, 32, 32), lambda s: ResNet(s, 10, depth=20, norm="none")),
-    "vgg19 w0.25 (3x32x32)": ((3, 32, 32), lambda s: VGG(s, 10, depth=19, norm="batch", width=0.25)),
+    "mlp (1x28x28)": ((1, 28, 28), lambda s: MLP(s, 10), 40),
+    "small_cnn (1x28x28)": ((1, 28, 28), lambda s: SmallCNN(s, 10), 4),
+    "resnet20 (3x32x32)": ((3, 32, 32), lambda s: ResNet(s, 10, depth=20, norm="batch"), 2),
+    "resnet20_nobn (3x32x32)": ((3, 32, 32), lambda s: ResNet(s, 10, depth=20, norm="none"), 2),
+    "vgg19 w0.25 (3x32x32)": ((3, 32, 32), lambda s: VGG(s, 10, depth=19, norm="batch", width=0.25), 2),
 }
 SMOKE_ARCHS = ["mlp (1x28x28)"]
 ETA, LR, MIN_SCALE, CLIP = 0.1, 1e-3, 0.01, 1.0
@@ -157,10 +158,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--official", type=Path, default=None, help="a clone of github.com/zhuchen03/gradinit")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--iterations", type=int, default=2, help="k: iterations per timing (1 + k vs 1)")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="k: iterations per timing (1 + k vs 1); default per architecture (MLP 40, small CNN 4, "
+                        "others 2)")  # fmt: skip
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
     parser.add_argument("--device", default="cpu")
-    common_args(parser, repeats=3)
+    common_args(parser, repeats=5)
     args = parser.parse_args(argv)
     if args.smoke:
         args.archs, args.batch_size, args.iterations = SMOKE_ARCHS, 16, 1
@@ -172,16 +175,18 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     report = Report(
         "GradInit cost per iteration: ours vs the official code",
-        ["architecture", "train step ms", "objective ms", "constraint ms", "official obj ms", "official con ms",
+        ["architecture", "k", "train step ms", "objective ms", "constraint ms", "official obj ms", "official con ms",
          "obj / official", "con / official", "obj / official (wall)", "con / official (wall)", "obj / step",
          "con / step"],  # fmt: skip
         device=device,
-        setting=f"batch {args.batch_size} (|S| = |S~|), k = {args.iterations}, {args.repeats} interleaved repeats, "
+        setting=f"batch {args.batch_size} (|S| = |S~|), k = {args.iterations or 'per architecture (column k)'}, "
+        f"{args.repeats} interleaved repeats, "
         "medians; times are CPU ms of this process (one torch thread), ratios are medians of per-repeat ratios",
     )
     ratios = {}
     for name in args.archs:
-        shape, build = ARCHS[name]
+        shape, build, k = ARCHS[name]
+        k = args.iterations or k
         torch.manual_seed(0)
         model = build(shape)
         Kaiming()(model, (), torch.Generator().manual_seed(0))
@@ -189,17 +194,17 @@ def main(argv=None) -> int:
         task = FixedBatches(shape, args.batch_size, device)
         variants = {
             "step": train_step(model, task, device),
-            "objective": ours(model, task, device, 1e30, args.batch_size, args.iterations),
-            "constraint": ours(model, task, device, 1e-30, args.batch_size, args.iterations),
+            "objective": ours(model, task, device, 1e30, args.batch_size, k),
+            "constraint": ours(model, task, device, 1e-30, args.batch_size, k),
         }
         with contextlib.ExitStack() as stack:
             if args.official is not None:
                 module = stack.enter_context(official_environment(args.official))
-                variants["official objective"] = official(module, model, task, device, 1e30, args.iterations)
-                variants["official constraint"] = official(module, model, task, device, 1e-30, args.iterations)
+                variants["official objective"] = official(module, model, task, device, 1e30, k)
+                variants["official constraint"] = official(module, model, task, device, 1e-30, k)
             stats = interleave(variants, args.repeats, device=device)
-        wall, cpu = ({k: s[i] for k, s in stats.items()} for i in (0, 1))  # (wall, CPU) Stats per variant
-        ms = {k: 1e3 * s.median for k, s in cpu.items()}
+        wall, cpu = ({v: s[i] for v, s in stats.items()} for i in (0, 1))  # (wall, CPU) Stats per variant
+        ms = {v: 1e3 * s.median for v, s in cpu.items()}
         step = ms["step"]
         if args.official is not None:
             clocks_ = (("cpu", cpu), ("wall", wall))
@@ -208,10 +213,10 @@ def main(argv=None) -> int:
             ratios[name] = {"objective": r["objective cpu"], "constraint": r["constraint cpu"],
                             "objective_wall": r["objective wall"], "constraint_wall": r["constraint wall"]}  # fmt: skip
             off = [f"{ms['official objective']:.1f}", f"{ms['official constraint']:.1f}"] + [
-                f"{r[k]:.2f}" for k in ("objective cpu", "constraint cpu", "objective wall", "constraint wall")]
+                f"{r[c]:.2f}" for c in ("objective cpu", "constraint cpu", "objective wall", "constraint wall")]
         else:
             off = ["-"] * 6
-        report.add(name, f"{step:.1f}", f"{ms['objective']:.1f}", f"{ms['constraint']:.1f}", *off,
+        report.add(name, k, f"{step:.1f}", f"{ms['objective']:.1f}", f"{ms['constraint']:.1f}", *off,
                    f"{ms['objective'] / step:.2f}", f"{ms['constraint'] / step:.2f}")  # fmt: skip
     if args.official is None:
         report.note("official comparison skipped: no --official PATH (a clone of github.com/zhuchen03/gradinit)")
