@@ -21,10 +21,13 @@ import hashlib
 import inspect
 import json
 import math
+from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from emergence import protocol
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 # keys (and everything below them) that do not change a run's result
 RESULT_NEUTRAL = (
@@ -37,6 +40,15 @@ RESULT_NEUTRAL = (
 LEGACY_NEUTRAL = ("force", "logger", "paths", "run_dir", "labels", "hydra", "trainer.progress", "trainer.device")
 IN_PATH = ("name", "experiment", "seed")  # named by other levels of the run-dir path
 MAX_NAME = 160  # longer run-dir names keep the overrides that fit plus a hash of the whole name (limit: 255 bytes)
+
+
+def group_config(group: str, name: str) -> DictConfig:
+    """``conf/<group>/<name>.yaml`` composed on its own, its defaults list resolved (interpolations left as written):
+    e.g. ``group_config("arch", "transformer_tiny").d_model``. The YAML is where each option's facts live."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose(f"{group}/{name}")[group]
 
 
 class ConfigError(ValueError):

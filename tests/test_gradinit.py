@@ -20,7 +20,7 @@ from emergence.models.mlp import MLP
 from emergence.models.resnet import ResNet
 from emergence.models.vgg import VGG
 from emergence.tasks.classification import ClassificationTask
-from tests.conftest import CONF, compose_train
+from tests.conftest import CONF, arch_model, compose_train
 
 CPU = torch.device("cpu")
 
@@ -350,10 +350,9 @@ class TinyTranslation:
 
 
 def test_gradinit_runs_on_the_tiny_transformer():
-    transformer = pytest.importorskip("emergence.models.transformer")
     torch.manual_seed(0)
     # the default (fused-capable) SDPA path; one embedding shared by encoder, decoder and readout
-    model = transformer.Transformer.from_preset("transformer_tiny", 16, 16, share_all_embeddings=True)
+    model = arch_model("transformer_tiny", 16, 16, share_all_embeddings=True)
     task = TinyTranslation()
     init = GradInit(
         Kaiming(),
