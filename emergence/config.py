@@ -33,11 +33,15 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 RESULT_NEUTRAL = (
     "force", "run_dir", "labels", "hydra", "logger", "paths",
     "data.root", "data.corpus_dir", "data.cache_dir",  # where the data lives; its contents are hashed instead
+    # how the data is found and fetched (file names, download source): what was read is hashed into the run's data
+    # identity (components.data_identity; checkpoint.check_data refuses other data), so the reader needs no place here
+    "data.reader",
     "trainer.device", "trainer.progress",
     "trainer.checkpoint_every_steps", "trainer.checkpoint_minutes", "trainer.keep_checkpoint",  # resume is exact
 )  # fmt: skip
 # the list before data identity: run dirs written then are still recognized (their fingerprint used this list)
-LEGACY_NEUTRAL = ("force", "logger", "paths", "run_dir", "labels", "hydra", "trainer.progress", "trainer.device")
+LEGACY_NEUTRAL = ("force", "logger", "paths", "run_dir", "labels", "hydra", "trainer.progress", "trainer.device",
+                  "data.reader")  # then only synthetic data had a reader node (its sizes)  # fmt: skip
 IN_PATH = ("name", "experiment", "seed")  # named by other levels of the run-dir path
 MAX_NAME = 160  # longer run-dir names keep the overrides that fit plus a hash of the whole name (limit: 255 bytes)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import nn
 
+from emergence.data.images import read_synthetic
 from emergence.init.gradinit import GradInit, RescaleAdam, walk
 from emergence.init.kaiming import Kaiming
 from emergence.init.torch_default import TorchDefault
@@ -50,7 +52,7 @@ class FixedTask:
 
 def synthetic(shape=(1, 8, 8), n_train=512):
     reader = dict(n_train=n_train, n_test=32, shape=list(shape))
-    return ClassificationTask("synthetic", val_size=32, reader=reader).setup(CPU)
+    return ClassificationTask("synthetic", val_size=32, reader=partial(read_synthetic, **reader)).setup(CPU)
 
 
 def gradinit(**kw):
