@@ -10,6 +10,8 @@ logging, progress bars, how often it checkpoints: resume is exact). From it deri
 - ``config_fingerprint``: a hash of the resolved config without those keys (a run dir written by a different
   configuration is refused, one with only a moved data folder is not); the data's contents are identified separately
   by ``components.data_identity``;
+- ``legacy_fingerprints``: the same configuration as older code wrote it (``LEGACY_FORMS``: renamed keys; and
+  ``LEGACY_NEUTRAL``), so run dirs written before a rename are still recognized;
 - ``run_dir_name``: the run-dir name made of the overrides that matter (conf/hydra/default.yaml), bounded in length,
   never nested by a value holding ``/``;
 - the ``variant`` label of ``runinfo.labels_from_hydra`` (the same overrides less the grouping keys).
@@ -17,6 +19,7 @@ logging, progress bars, how often it checkpoints: resume is exact). From it deri
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import json
@@ -188,7 +191,11 @@ if not OmegaConf.has_resolver("emergence.run_dir_name"):
 
 def config_fingerprint(cfg: DictConfig, neutral: tuple[str, ...] = RESULT_NEUTRAL) -> str:
     """sha256 of the resolved config without the ``neutral`` keys."""
-    container = OmegaConf.to_container(cfg, resolve=True)
+    return _fingerprint(OmegaConf.to_container(cfg, resolve=True), neutral)
+
+
+def _fingerprint(container: dict, neutral: tuple[str, ...]) -> str:
+    container = copy.deepcopy(container)
     for key in neutral:
         *parents, leaf = key.split(".")
         node = container
@@ -197,3 +204,45 @@ def config_fingerprint(cfg: DictConfig, neutral: tuple[str, ...] = RESULT_NEUTRA
         if isinstance(node, dict):
             node.pop(leaf, None)
     return hashlib.sha256(json.dumps(container, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _rename_emergence_key(new: str, old: str):
+    """A legacy form: ``new`` back to ``old`` in every Emergence init node and in ``optim.layerwise_lr`` (its keys)."""
+
+    def form(node):
+        if isinstance(node, dict):
+            emergence = node.get("_target_") == "emergence.init.emergence.Emergence"
+            out = {}
+            for k, v in node.items():
+                lwl = k == "layerwise_lr" and isinstance(v, dict)
+                v = {(old if kk == new else kk): vv for kk, vv in v.items()} if lwl else form(v)
+                out[old if emergence and k == new else k] = v
+            return out
+        return [form(v) for v in node] if isinstance(node, list) else node
+
+    return form
+
+
+# How older code wrote today's resolved config, newest change first: each maps a config container to the form the code
+# before that change wrote (each form applies on top of the ones before it in this list).
+LEGACY_FORMS = (
+    ("before init.exponent was renamed init.exponent_rule", _rename_emergence_key("exponent_rule", "exponent")),
+)
+
+
+def legacy_fingerprints(cfg: DictConfig) -> dict[str, str]:
+    """{fingerprint: which older code wrote it} of this configuration in every legacy form (``LEGACY_FORMS``, each
+    under ``RESULT_NEUTRAL`` and ``LEGACY_NEUTRAL``), leaving out today's own fingerprint."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    forms = [("", container)]
+    for why, form in LEGACY_FORMS:
+        container = form(container)
+        forms.append((why, container))
+    today = _fingerprint(forms[0][1], RESULT_NEUTRAL)
+    out = {}
+    for why, c in forms:
+        for neutral, era in ((RESULT_NEUTRAL, ""), (LEGACY_NEUTRAL, "before data identity")):
+            fp = _fingerprint(c, neutral)
+            if fp != today:
+                out.setdefault(fp, ", ".join(filter(None, (era, why))))
+    return out

@@ -57,7 +57,8 @@ def _param_groups(model, weight_decay, decay_norm_and_bias, lr, scales, bias_sca
 def layerwise_scales(model, example, power=2.0, **ramp):
     """{id(weight): (lr scale, wd scale)} of the layer-wise-LR control: lr * alpha^(-power e), wd * alpha^(power e).
 
-    ``ramp``: the emergence init's keys (alpha, max_factor, exponent, inverse, turning_point, layers, transformer).
+    ``ramp``: the emergence init's keys (alpha, max_factor, exponent_rule, inverse, turning_point, layers,
+    transformer).
     """
     units, exps, alpha = ramp_units(model, example, **ramp)
     scales = {}

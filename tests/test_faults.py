@@ -438,3 +438,37 @@ def test_run_dirs_written_under_the_former_fingerprint_are_still_recognized(make
     state = checkpoint.load(tmp_path / "run" / "checkpoint.pt")
     checkpoint.save_atomic({**state, "fingerprint": legacy}, tmp_path / "run" / "checkpoint.pt")
     assert run(cfg)["status"] == "completed"
+
+
+def old_form(config: dict, exponent_rule: str | None = None) -> dict:
+    """``config`` as the code before the rename wrote it: the emergence init's ``exponent_rule`` key named ``exponent``
+    (written out by hand here, not with config.LEGACY_FORMS)."""
+    old = json.loads(json.dumps(config))
+    init = old["init"]
+    init = {("exponent" if k == "exponent_rule" else k): v for k, v in init.items()}
+    if exponent_rule is not None:
+        init["exponent"] = exponent_rule
+    return {**old, "init": init}
+
+
+@pytest.mark.parametrize("recorded", ["same", "other"])
+def test_run_dir_written_before_the_exponent_rule_rename(recorded, make_cfg, tmp_path, caplog):
+    from omegaconf import OmegaConf
+
+    cfg = make_cfg("arch=mlp", "init=emergence")
+    done = run(cfg)
+    assert done["status"] == "completed" and done["config"]["init"]["exponent_rule"] == "symmetric"
+    old = old_form(done["config"], None if recorded == "same" else "pivot")  # "other": a different configuration
+    assert "exponent_rule" not in old["init"] and "exponent" in old["init"]
+    path = tmp_path / "run" / "run.json"
+    path.write_text(json.dumps({**done, "config": old, "fingerprint": config_fingerprint(OmegaConf.create(old))}))
+    before = {name: (tmp_path / "run" / name).read_bytes() for name in ("run.json", "metrics.jsonl")}
+    if recorded == "other":
+        with pytest.raises(checkpoint.ForeignRun, match="different configuration"):
+            run(cfg)
+    else:
+        with caplog.at_level("INFO", logger="emergence"):
+            again = run(cfg)
+        assert again["config"]["init"]["exponent"] == "symmetric"  # skipped: the old record is returned as it was
+        assert "recognised a run written before init.exponent was renamed init.exponent_rule" in caplog.text
+    assert {name: (tmp_path / "run" / name).read_bytes() for name in before} == before  # nothing rewritten, no training

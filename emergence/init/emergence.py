@@ -4,9 +4,10 @@ A base initializer (a nested config; by default the model family's convention, `
 then depth unit l of the L units, in forward-execution order (``layers.trace_units``), has its weights multiplied by
 alpha ** e_l:
 
-- ``exponent="symmetric"`` (default): e_l = l - (L - 1) / 2. Odd L = 2n + 1 gives -n..n, exactly eq. 10 (first layer
-  divided by alpha^n, middle unchanged, last multiplied by alpha^n); even L gives half-integers. sum(e) = 0.
-- ``exponent="pivot"``: e_l = l - floor(L / 2) (the third-party C implementation's convention).
+- ``exponent_rule="symmetric"`` (default): e_l = l - (L - 1) / 2. Odd L = 2n + 1 gives -n..n, exactly eq. 10
+  (first layer divided by alpha^n, middle unchanged, last multiplied by alpha^n); even L gives half-integers.
+  sum(e) = 0.
+- ``exponent_rule="pivot"``: e_l = l - floor(L / 2) (the third-party C implementation's convention).
 - ``turning_point=t``: e_l = l - t (the turning-point ablation; the product of scales is then no longer 1).
 - ``inverse=True``: -e_l, the paper's "low emergence" control.
 
@@ -53,7 +54,7 @@ def exponents(n_units: int, convention: str = "symmetric", turning_point: float 
     if n_units < 1:
         raise ValueError(f"need at least one weight layer; got {n_units}")
     if convention not in CONVENTIONS:
-        raise ValueError(f"init.exponent must be one of {list(CONVENTIONS)}; got {convention!r}")
+        raise ValueError(f"init.exponent_rule must be one of {list(CONVENTIONS)}; got {convention!r}")
     if turning_point is not None:
         pivot = float(turning_point)
     elif convention == "symmetric":
@@ -111,7 +112,7 @@ def ramp_units(
     *,
     alpha: float | None = None,
     max_factor: float = 2.0,
-    exponent: str = "symmetric",
+    exponent_rule: str = "symmetric",
     inverse: bool = False,
     turning_point: float | None = None,
     layers: str = "all",
@@ -126,7 +127,7 @@ def ramp_units(
         units = trace_units(model, example, layers, **unit_options)
     except ValueError as exc:  # an option that does not fit this model: a configuration error (exit code 2)
         raise ConfigError(str(exc)) from exc
-    exps = unit_exponents(units, options["ramp"], exponent, turning_point, inverse)
+    exps = unit_exponents(units, options["ramp"], exponent_rule, turning_point, inverse)
     if alpha is None:
         alpha = rule_alpha(exps, max_factor)
     return units, exps, float(alpha)
@@ -142,7 +143,7 @@ class Emergence:
         base,
         alpha: float | None = None,
         max_factor: float = 2.0,
-        exponent: str = "symmetric",
+        exponent_rule: str = "symmetric",
         inverse: bool = False,
         turning_point: float | None = None,
         layers: str = "all",
@@ -158,13 +159,13 @@ class Emergence:
             )
         if not (isinstance(max_factor, (int, float)) and math.isfinite(max_factor) and max_factor > 0):
             raise ValueError(f"init.max_factor must be a finite number > 0 (the extreme factor); got {max_factor}")
-        if exponent not in CONVENTIONS:
-            raise ValueError(f"init.exponent must be one of {list(CONVENTIONS)}; got {exponent!r}")
+        if exponent_rule not in CONVENTIONS:
+            raise ValueError(f"init.exponent_rule must be one of {list(CONVENTIONS)}; got {exponent_rule!r}")
         if layers not in LAYER_SELECTIONS:
             raise ValueError(f"init.layers must be one of {list(LAYER_SELECTIONS)}; got {layers!r}")
         if not callable(base):
             raise ValueError("init.base must be an initializer config with a _target_ (e.g. init@init.base=kaiming)")
-        self.base, self.alpha, self.max_factor, self.exponent = base, alpha, float(max_factor), exponent
+        self.base, self.alpha, self.max_factor, self.exponent_rule = base, alpha, float(max_factor), exponent_rule
         self.inverse, self.turning_point, self.layers = bool(inverse), turning_point, layers
         self.transformer = check_transformer_options(transformer)
         self.allow_reapply = bool(allow_reapply)
@@ -182,7 +183,7 @@ class Emergence:
             example,
             alpha=self.alpha,
             max_factor=self.max_factor,
-            exponent=self.exponent,
+            exponent_rule=self.exponent_rule,
             inverse=self.inverse,
             turning_point=self.turning_point,
             layers=self.layers,
