@@ -160,6 +160,19 @@ def test_result_neutral_keys_change_neither_fingerprint_nor_name_nor_variant(ove
     assert labels_from_hydra(moved)["variant"] == "optim.lr=0.1"  # variant derives from the same list
 
 
+def test_a_changed_reader_keeps_the_fingerprint_but_other_data_read_is_refused(make_cfg, tmp_path):
+    """data.reader is result-neutral because the data identity pins what it read: a reader that reads other arrays
+    (here: synthetic blobs of another shape) leaves the fingerprint alone and is refused by the data identity."""
+    base = ["arch=mlp", "init=xavier"]
+    cfg, other = make_cfg(*base), make_cfg(*base, "data.reader.n_train=1024")
+    assert config_fingerprint(cfg) == config_fingerprint(other)
+    assert run(cfg)["status"] == "completed"
+    before = files(tmp_path / "run")
+    with pytest.raises(ConfigError, match="the data changed since .* was run"):
+        run(other)
+    assert files(tmp_path / "run") == before
+
+
 def test_result_changing_keys_change_fingerprint_and_name(tmp_path):
     base = ["arch=mlp", "init=emergence", "data=synthetic"]
     for override in ("optim.lr=0.1", "trainer.epochs=7", "data.val_size=100", "trainer.cpu_threads=2"):

@@ -106,30 +106,57 @@ def unit_exponents(
     return [-e for e in exps] if inverse else exps
 
 
-def ramp_units(
-    model: nn.Module,
-    example: tuple,
-    *,
-    alpha: float | None = None,
-    max_factor: float = 2.0,
-    exponent_rule: str = "symmetric",
-    inverse: bool = False,
-    turning_point: float | None = None,
-    layers: str = "all",
-    transformer: dict | None = None,
-) -> tuple[list[Unit], list[float], float]:
-    """(units, exponents, alpha) of the ramp; shared by the init and the layer-wise-LR control (``optim.py``)."""
-    options = check_transformer_options(transformer)
+RAMP_DEFAULTS = {  # the ramp's options: the init's keys besides base and allow_reapply, and those of optim.layerwise_lr
+    "alpha": None,
+    "max_factor": 2.0,
+    "exponent_rule": "symmetric",
+    "inverse": False,
+    "turning_point": None,
+    "layers": "all",
+    "transformer": None,
+}
+
+
+def check_ramp(options: dict, prefix: str = "init") -> dict:
+    """The ramp's options with ``RAMP_DEFAULTS`` filled in, validated; raises ValueError naming ``<prefix>.<key>``."""
+    unknown = sorted(set(options) - set(RAMP_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown {prefix} keys {unknown}; known: {sorted(RAMP_DEFAULTS)}")
+    o = {**RAMP_DEFAULTS, **options}
+    alpha, max_factor = o["alpha"], o["max_factor"]
+    if alpha is not None and not (
+        isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and math.isfinite(alpha) and alpha > 0
+    ):
+        raise ValueError(
+            f"{prefix}.alpha must be null (derived from {prefix}.max_factor) or a finite number > 0 (1 = the base "
+            f"init, > 1 promotes emergence); got {alpha}"
+        )
+    if not (isinstance(max_factor, (int, float)) and math.isfinite(max_factor) and max_factor > 0):
+        raise ValueError(f"{prefix}.max_factor must be a finite number > 0 (the extreme factor); got {max_factor}")
+    if o["exponent_rule"] not in CONVENTIONS:
+        raise ValueError(f"{prefix}.exponent_rule must be one of {list(CONVENTIONS)}; got {o['exponent_rule']!r}")
+    if o["layers"] not in LAYER_SELECTIONS:
+        raise ValueError(f"{prefix}.layers must be one of {list(LAYER_SELECTIONS)}; got {o['layers']!r}")
+    o["max_factor"], o["inverse"] = float(max_factor), bool(o["inverse"])
+    o["transformer"] = check_transformer_options(o["transformer"])
+    return o
+
+
+def ramp_units(model: nn.Module, example: tuple, ramp: dict) -> tuple[list[Unit], list[float], float]:
+    """(units, exponents, alpha) of the ramp (options from ``check_ramp``); shared by the init and the layer-wise-LR
+    control (``optim.py``)."""
+    options = ramp["transformer"]
     unit_options = {k: v for k, v in options.items() if k != "ramp" and v != TRANSFORMER_DEFAULTS[k]}
     if options["ramp"] != "joint" and not hasattr(model, "unit_modules"):
         raise ConfigError(f"init.transformer.ramp=per_stack is for the Transformer only, not {type(model).__name__}")
     try:
-        units = trace_units(model, example, layers, **unit_options)
+        units = trace_units(model, example, ramp["layers"], **unit_options)
     except ValueError as exc:  # an option that does not fit this model: a configuration error (exit code 2)
         raise ConfigError(str(exc)) from exc
-    exps = unit_exponents(units, options["ramp"], exponent_rule, turning_point, inverse)
+    exps = unit_exponents(units, options["ramp"], ramp["exponent_rule"], ramp["turning_point"], ramp["inverse"])
+    alpha = ramp["alpha"]
     if alpha is None:
-        alpha = rule_alpha(exps, max_factor)
+        alpha = rule_alpha(exps, ramp["max_factor"])
     return units, exps, float(alpha)
 
 
@@ -149,26 +176,13 @@ class Emergence:
         layers: str = "all",
         transformer: dict | None = None,
         allow_reapply: bool = False,
-    ):
-        if alpha is not None and not (
-            isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and math.isfinite(alpha) and alpha > 0
-        ):
-            raise ValueError(
-                "init.alpha must be null (derived from init.max_factor) or a finite number > 0 (1 = the base init, "
-                f"> 1 promotes emergence); got {alpha}"
-            )
-        if not (isinstance(max_factor, (int, float)) and math.isfinite(max_factor) and max_factor > 0):
-            raise ValueError(f"init.max_factor must be a finite number > 0 (the extreme factor); got {max_factor}")
-        if exponent_rule not in CONVENTIONS:
-            raise ValueError(f"init.exponent_rule must be one of {list(CONVENTIONS)}; got {exponent_rule!r}")
-        if layers not in LAYER_SELECTIONS:
-            raise ValueError(f"init.layers must be one of {list(LAYER_SELECTIONS)}; got {layers!r}")
+    ):  # the keys are spelled out (not **ramp) so that a misspelt init key is caught (config.check_options)
+        ramp = dict(alpha=alpha, max_factor=max_factor, exponent_rule=exponent_rule, inverse=inverse,
+                    turning_point=turning_point, layers=layers, transformer=transformer)  # fmt: skip
+        self.ramp = check_ramp(ramp)
         if not callable(base):
             raise ValueError("init.base must be an initializer config with a _target_ (e.g. init@init.base=kaiming)")
-        self.base, self.alpha, self.max_factor, self.exponent_rule = base, alpha, float(max_factor), exponent_rule
-        self.inverse, self.turning_point, self.layers = bool(inverse), turning_point, layers
-        self.transformer = check_transformer_options(transformer)
-        self.allow_reapply = bool(allow_reapply)
+        self.base, self.allow_reapply = base, bool(allow_reapply)
 
     @torch.no_grad()
     def __call__(self, model: nn.Module, example: tuple, generator=None) -> dict[str, float]:
@@ -178,17 +192,7 @@ class Emergence:
                 "Build a fresh model, or pass allow_reapply=True if this is intended."
             )
         stats = dict(self.base(model, example, generator))
-        units, exps, alpha = ramp_units(
-            model,
-            example,
-            alpha=self.alpha,
-            max_factor=self.max_factor,
-            exponent_rule=self.exponent_rule,
-            inverse=self.inverse,
-            turning_point=self.turning_point,
-            layers=self.layers,
-            transformer=self.transformer,
-        )
+        units, exps, alpha = ramp_units(model, example, self.ramp)
         for unit, e in zip(units, exps):
             factor = alpha**e
             for name, weight in unit.weights:
@@ -197,7 +201,7 @@ class Emergence:
             stats[f"{unit.name}/scale"] = factor
             stats[f"{unit.name}/exponent"] = e
         stats["alpha"] = alpha
-        stats["alpha_from_rule"] = float(self.alpha is None)
+        stats["alpha_from_rule"] = float(self.ramp["alpha"] is None)
         stats["n_units"] = len(units)
         stats["alpha_max_factor"] = alpha ** max(abs(e) for e in exps)
         setattr(model, _APPLIED, True)
