@@ -74,3 +74,10 @@ def test_a_name_without_files_to_prepare_is_a_usage_error(name, message):
     out = subprocess.run([sys.executable, "scripts/prepare_data.py", "--datasets", name, "--offline"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode == 2 and message in out.stderr
+
+
+def test_task_without_a_reader_says_what_a_reader_is():
+    from emergence.tasks.classification import ClassificationTask
+
+    with pytest.raises(ValueError, match="data.reader must be a reader.*conf/data/fashion_mnist.yaml"):
+        ClassificationTask("rings", reader={"n_train": 10})
