@@ -53,9 +53,15 @@ def group_config(group: str, name: str) -> DictConfig:
     """``conf/<group>/<name>.yaml`` composed on its own, its defaults list resolved (interpolations left as written):
     e.g. ``group_config("arch", "transformer_tiny").d_model``. The YAML is where each option's facts live."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose(f"{group}/{name}")[group]
+    outer = GlobalHydra.instance().hydra  # a caller's Hydra (under @hydra.main or initialize) is set back afterwards
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            return compose(f"{group}/{name}")[group]
+    finally:
+        GlobalHydra.instance().hydra = outer
 
 
 class ConfigError(ValueError):
