@@ -25,11 +25,12 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
-system-data:  ## install the offline Debian data packages when missing (needs root and apt-get)
-	@if [ -d /usr/share/datasets/fashion-mnist ] && [ -f /usr/share/trans/de-en ]; then :; \
+system-data: install  ## install the offline Debian data packages when missing (needs root and apt-get)
+	@pkgs="$$($(PY) scripts/prepare_data.py --missing-packages --datasets fashion_mnist)"; \
+	if [ -z "$$pkgs" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist trans-de-en; \
-	else echo "[data] offline packages missing: sudo apt-get install dataset-fashion-mnist trans-de-en"; fi
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs; \
+	else echo "[data] offline packages missing: sudo apt-get install $$pkgs"; fi
 
 chromium:  ## install Debian's chromium for the report's browser test when missing (needs root and apt-get)
 	@if command -v chromium >/dev/null || [ -x /usr/bin/chromium ]; then :; \

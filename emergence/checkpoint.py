@@ -134,13 +134,16 @@ def lock_run_dir(run_dir: Path):
         os.close(fd)  # releases the lock
 
 
-def decide(run_dir: Path, fingerprint: str, force: bool, legacy: str | None = None) -> tuple[dict | None, dict | None]:
+def decide(
+    run_dir: Path, fingerprint: str, force: bool, legacy: tuple[str, ...] = ()
+) -> tuple[dict | None, dict | None]:
     """(previous run.json, checkpoint to resume from): both None for a fresh start. Refuses with ForeignRun or
     CheckpointError, changing nothing, when the run dir holds another configuration or an unusable checkpoint.
-    ``legacy``: this configuration's fingerprint under the former definition, also accepted."""
+    ``legacy``: this configuration's fingerprints as older code wrote them (config.legacy_fingerprints), accepted
+    too."""
     if force:
         return None, None
-    accepted = (fingerprint, legacy)
+    accepted = (fingerprint, *legacy)
     previous = read_run_json(run_dir)
     if previous is not None and previous.get("fingerprint") not in (None, *accepted):
         raise ForeignRun(

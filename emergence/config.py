@@ -10,6 +10,8 @@ logging, progress bars, how often it checkpoints: resume is exact). From it deri
 - ``config_fingerprint``: a hash of the resolved config without those keys (a run dir written by a different
   configuration is refused, one with only a moved data folder is not); the data's contents are identified separately
   by ``components.data_identity``;
+- ``legacy_fingerprints``: the same configuration as older code wrote it (``LEGACY_FORMS``: renamed keys; and
+  ``LEGACY_NEUTRAL``), so run dirs written before a rename are still recognized;
 - ``run_dir_name``: the run-dir name made of the overrides that matter (conf/hydra/default.yaml), bounded in length,
   never nested by a value holding ``/``;
 - the ``variant`` label of ``runinfo.labels_from_hydra`` (the same overrides less the grouping keys).
@@ -17,26 +19,49 @@ logging, progress bars, how often it checkpoints: resume is exact). From it deri
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import json
 import math
+from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from emergence import protocol
 
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
 # keys (and everything below them) that do not change a run's result
 RESULT_NEUTRAL = (
     "force", "run_dir", "labels", "hydra", "logger", "paths",
     "data.root", "data.corpus_dir", "data.cache_dir",  # where the data lives; its contents are hashed instead
+    # how the data is found and fetched (file names, download source): what was read is hashed into the run's data
+    # identity (components.data_identity; checkpoint.check_data refuses other data), so the reader needs no place here
+    "data.reader",
     "trainer.device", "trainer.progress",
     "trainer.checkpoint_every_steps", "trainer.checkpoint_minutes", "trainer.keep_checkpoint",  # resume is exact
 )  # fmt: skip
 # the list before data identity: run dirs written then are still recognized (their fingerprint used this list)
-LEGACY_NEUTRAL = ("force", "logger", "paths", "run_dir", "labels", "hydra", "trainer.progress", "trainer.device")
+LEGACY_NEUTRAL = ("force", "logger", "paths", "run_dir", "labels", "hydra", "trainer.progress", "trainer.device",
+                  "data.reader")  # then only synthetic data had a reader node (its sizes)  # fmt: skip
 IN_PATH = ("name", "experiment", "seed")  # named by other levels of the run-dir path
 MAX_NAME = 160  # longer run-dir names keep the overrides that fit plus a hash of the whole name (limit: 255 bytes)
+
+
+def group_config(group: str, name: str) -> DictConfig:
+    """``conf/<group>/<name>.yaml`` composed on its own, its defaults list resolved (interpolations left as written):
+    e.g. ``group_config("arch", "transformer_tiny").d_model``. The YAML is where each option's facts live."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    outer = GlobalHydra.instance().hydra  # a caller's Hydra (under @hydra.main or initialize) is set back afterwards
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            return compose(f"{group}/{name}")[group]
+    finally:
+        GlobalHydra.instance().hydra = outer
 
 
 class ConfigError(ValueError):
@@ -172,7 +197,11 @@ if not OmegaConf.has_resolver("emergence.run_dir_name"):
 
 def config_fingerprint(cfg: DictConfig, neutral: tuple[str, ...] = RESULT_NEUTRAL) -> str:
     """sha256 of the resolved config without the ``neutral`` keys."""
-    container = OmegaConf.to_container(cfg, resolve=True)
+    return _fingerprint(OmegaConf.to_container(cfg, resolve=True), neutral)
+
+
+def _fingerprint(container: dict, neutral: tuple[str, ...]) -> str:
+    container = copy.deepcopy(container)
     for key in neutral:
         *parents, leaf = key.split(".")
         node = container
@@ -181,3 +210,45 @@ def config_fingerprint(cfg: DictConfig, neutral: tuple[str, ...] = RESULT_NEUTRA
         if isinstance(node, dict):
             node.pop(leaf, None)
     return hashlib.sha256(json.dumps(container, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _rename_emergence_key(new: str, old: str):
+    """A legacy form: ``new`` back to ``old`` in every Emergence init node and in ``optim.layerwise_lr`` (its keys)."""
+
+    def form(node):
+        if isinstance(node, dict):
+            emergence = node.get("_target_") == "emergence.init.emergence.Emergence"
+            out = {}
+            for k, v in node.items():
+                lwl = k == "layerwise_lr" and isinstance(v, dict)
+                v = {(old if kk == new else kk): vv for kk, vv in v.items()} if lwl else form(v)
+                out[old if emergence and k == new else k] = v
+            return out
+        return [form(v) for v in node] if isinstance(node, list) else node
+
+    return form
+
+
+# How older code wrote today's resolved config, newest change first: each maps a config container to the form the code
+# before that change wrote (each form applies on top of the ones before it in this list).
+LEGACY_FORMS = (
+    ("before init.exponent was renamed init.exponent_rule", _rename_emergence_key("exponent_rule", "exponent")),
+)
+
+
+def legacy_fingerprints(cfg: DictConfig) -> dict[str, str]:
+    """{fingerprint: which older code wrote it} of this configuration in every legacy form (``LEGACY_FORMS``, each
+    under ``RESULT_NEUTRAL`` and ``LEGACY_NEUTRAL``), leaving out today's own fingerprint."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    forms = [("", container)]
+    for why, form in LEGACY_FORMS:
+        container = form(container)
+        forms.append((why, container))
+    today = _fingerprint(forms[0][1], RESULT_NEUTRAL)
+    out = {}
+    for why, c in forms:
+        for neutral, era in ((RESULT_NEUTRAL, ""), (LEGACY_NEUTRAL, "before data identity")):
+            fp = _fingerprint(c, neutral)
+            if fp != today:
+                out.setdefault(fp, ", ".join(filter(None, (era, why))))
+    return out

@@ -23,7 +23,7 @@ import math
 import torch
 from torch import nn
 
-from emergence.init.emergence import ramp_units
+from emergence.init.emergence import check_ramp, ramp_units
 from emergence.init.layers import NORM_TYPES
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -57,9 +57,10 @@ def _param_groups(model, weight_decay, decay_norm_and_bias, lr, scales, bias_sca
 def layerwise_scales(model, example, power=2.0, **ramp):
     """{id(weight): (lr scale, wd scale)} of the layer-wise-LR control: lr * alpha^(-power e), wd * alpha^(power e).
 
-    ``ramp``: the emergence init's keys (alpha, max_factor, exponent, inverse, turning_point, layers, transformer).
+    ``ramp``: the emergence init's keys (alpha, max_factor, exponent_rule, inverse, turning_point, layers,
+    transformer; ``check_ramp``).
     """
-    units, exps, alpha = ramp_units(model, example, **ramp)
+    units, exps, alpha = ramp_units(model, example, check_ramp(ramp, "optim.layerwise_lr"))
     scales = {}
     for unit, e in zip(units, exps):
         for _, w in unit.weights:

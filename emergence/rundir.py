@@ -23,7 +23,7 @@ from pathlib import Path
 
 from emergence import checkpoint
 from emergence.components import as_config_error, get_rng, keep_as_attempt, record_failure, set_rng
-from emergence.config import LEGACY_NEUTRAL, config_fingerprint
+from emergence.config import legacy_fingerprints
 from emergence.loop import LoopState
 
 log = logging.getLogger("emergence")
@@ -34,8 +34,12 @@ class Attempt:
 
     def __init__(self, run_dir: Path, cfg, info: dict):
         self.run_dir, self.info = Path(run_dir), info
-        legacy = config_fingerprint(cfg, LEGACY_NEUTRAL)  # run dirs written before data identity are still ours
-        self.previous, self.resume = checkpoint.decide(run_dir, info["fingerprint"], cfg.force, legacy)
+        legacy = legacy_fingerprints(cfg)  # this configuration as older code wrote it (renamed keys, neutral keys)
+        self.previous, self.resume = checkpoint.decide(run_dir, info["fingerprint"], cfg.force, tuple(legacy))
+        for record in (self.previous, self.resume):
+            if (record or {}).get("fingerprint") in legacy:
+                log.info("%s: recognised a run written %s", run_dir, legacy[record["fingerprint"]])
+                break
 
     @property
     def finished(self) -> bool:

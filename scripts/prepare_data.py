@@ -1,92 +1,92 @@
-"""Prepare image datasets under the data dir (``make data``).
+"""Prepare image datasets under the data dir (``make data``), from the facts in their conf/data files.
 
-For each requested dataset: nothing to do if ``<root>/<Folder>/raw`` (torchvision layout) already holds it; otherwise
-download through torchvision when online; otherwise, for Fashion-MNIST, decompress the Debian package
-``dataset-fashion-mnist`` into the same layout. A dataset that cannot be obtained gets a message saying how to get it;
-the exit code is non-zero only if a ``--required`` dataset is missing.
+Each dataset's reader (``data.reader`` in conf/data/<dataset>.yaml, emergence/data/images.py) knows where its files
+go and how to get them; this script only drives it: nothing to do if ``<root>`` already holds the files; otherwise
+download through torchvision when online; otherwise decompress the dataset's Debian package, if it has one, into the
+same layout. A dataset that cannot be obtained gets a message saying how to get it; the exit code is non-zero only if
+a ``--required`` dataset is missing. ``--missing-packages`` prints the Debian packages (of these datasets, and
+trans-de-en for the Ding corpus) whose files are not installed, for ``make system-data``.
 
     python scripts/prepare_data.py --root data --datasets fashion_mnist mnist --required fashion_mnist
+    python scripts/prepare_data.py --missing-packages --datasets fashion_mnist
 """
 
 from __future__ import annotations
 
 import argparse
-import gzip
-import shutil
 import socket
 import sys
 from pathlib import Path
 
-from emergence.data.images import DEBIAN_FASHION_MNIST, IDX_FILES, TORCHVISION_FOLDERS, read_mnist_like
+from hydra.utils import instantiate
 
-CIFAR_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for scripts.prepare_ding
 
-
-def have(name: str, root: Path) -> bool:
-    if name in CIFAR_FOLDERS:
-        return (root / CIFAR_FOLDERS[name]).is_dir()
-    try:
-        folder = root / TORCHVISION_FOLDERS[name] / "raw"
-        return all((folder / f).exists() or (folder / (f + ".gz")).exists() for f in IDX_FILES.values())
-    except KeyError:
-        return False
+from emergence.config import CONF_DIR, group_config  # noqa: E402
+from scripts.prepare_ding import DEBIAN_PACKAGE, DEFAULT_SOURCE  # noqa: E402 (the Ding dictionary's package)
 
 
-def download(name: str, root: Path) -> str | None:
-    """Try torchvision's download; returns an error text or None."""
+def reader(name: str):
+    """The reader of conf/data/<name>.yaml; SystemExit (2) if it is not a dataset with files to prepare."""
+    if not (CONF_DIR / "data" / f"{name}.yaml").is_file():
+        return usage_error(f"[data] unknown dataset {name!r}: no conf/data/{name}.yaml")
+    node = group_config("data", name).get("reader")
+    read = instantiate(node) if node is not None else None
+    if not hasattr(read, "present"):
+        return usage_error(f"[data] {name}: nothing to prepare (its reader does not read files); leave it out")
+    return read
+
+
+def usage_error(message: str):
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
+def download(read, root: Path) -> str | None:
+    """Try the reader's (torchvision) download; returns an error text or None."""
     socket.setdefaulttimeout(20)
     try:
-        import torchvision.datasets as tvd
-
-        cls = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100}
-        cls[name](str(root), train=True, download=True)
-        cls[name](str(root), train=False, download=True)
+        read.download(root)
         return None
     except Exception as exc:  # no network, no torchvision, a server error: fall back below
         return f"{type(exc).__name__}: {exc}"
 
 
-def from_debian(root: Path) -> bool:
-    if not all((DEBIAN_FASHION_MNIST / (f + ".gz")).is_file() for f in IDX_FILES.values()):
-        return False
-    out = root / "FashionMNIST" / "raw"
-    out.mkdir(parents=True, exist_ok=True)
-    for stem in IDX_FILES.values():
-        with gzip.open(DEBIAN_FASHION_MNIST / (stem + ".gz"), "rb") as src, open(out / stem, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-    return True
+def missing_packages(names: list[str]) -> list[str]:
+    packages = [(r.debian_package, r.debian_dir) for r in map(reader, names) if getattr(r, "debian_package", None)]
+    return [pkg for pkg, path in [*packages, (DEBIAN_PACKAGE, DEFAULT_SOURCE)] if not Path(path).exists()]
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default="data")
-    ap.add_argument(
-        "--datasets",
-        nargs="+",
-        default=["fashion_mnist", "mnist"],
-        choices=["fashion_mnist", "mnist", "cifar10", "cifar100"],
-    )
+    ap.add_argument("--datasets", nargs="+", default=["fashion_mnist", "mnist"], help="names of conf/data files")
     ap.add_argument("--required", nargs="*", default=["fashion_mnist"])
     ap.add_argument("--offline", action="store_true", help="do not try to download")
+    ap.add_argument("--missing-packages", action="store_true", help="print the Debian packages not installed")
     args = ap.parse_args(argv)
+    if args.missing_packages:
+        print(" ".join(missing_packages(args.datasets)))
+        return 0
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
     missing = []
     for name in args.datasets:
-        if have(name, root):
+        read = reader(name)
+        if read.present(root):
             print(f"[data] {name}: present in {root}")
             continue
-        error = "offline" if args.offline else download(name, root)
-        if error is None and have(name, root):
+        error = "offline" if args.offline else download(read, root)
+        if error is None and read.present(root):
             print(f"[data] {name}: downloaded to {root}")
             continue
-        if name == "fashion_mnist" and from_debian(root):
-            read_mnist_like("fashion_mnist", root)  # check it parses
-            print(f"[data] fashion_mnist: decompressed from {DEBIAN_FASHION_MNIST} into {root}/FashionMNIST/raw")
+        if read.from_debian(root):
+            read(root)  # check it parses
+            print(f"[data] {name}: decompressed from {read.debian_dir} into {root}/{read.folder}/raw")
             continue
         hint = "run `make data` on a machine with network access"
-        if name == "fashion_mnist":
-            hint += ", or `apt-get install dataset-fashion-mnist` (offline)"
+        if getattr(read, "debian_package", None):
+            hint += f", or `apt-get install {read.debian_package}` (offline)"
         print(f"[data] {name}: NOT available ({error}); {hint}", file=sys.stderr)
         missing.append(name)
     required_missing = [m for m in missing if m in (args.required or [])]

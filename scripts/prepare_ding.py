@@ -45,6 +45,7 @@ import numpy as np
 
 RULES_VERSION = 1
 DEFAULT_SOURCE = "/usr/share/trans/de-en"
+DEBIAN_PACKAGE = "trans-de-en"  # installs DEFAULT_SOURCE
 _ANNOTATION = re.compile(r"\{[^{}]*\}|\[[^\[\]]*\]|\([^()]*\)")  # innermost {…}, […] or (…)
 _SPACE_BEFORE_PUNCT = re.compile(r" ([.,!?;:])")
 _SENTENCE_END = (".", "!", "?")
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.source.is_file():
         print(
             f"error: Ding dictionary not found at {args.source}.\n"
-            "Install the Debian package: sudo apt-get install trans-de-en  (GPL-2+; never commit the corpus)",
+            f"Install the Debian package: sudo apt-get install {DEBIAN_PACKAGE}  (GPL-2+; never commit the corpus)",
             file=sys.stderr,
         )
         return 1

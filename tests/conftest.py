@@ -28,6 +28,16 @@ SMALL = [
 torch.set_num_threads(1)
 
 
+def arch_model(name: str, *args, **overrides):
+    """The model of conf/arch/<name>.yaml (its sizes and dropouts, as a run builds it); ``args``/``overrides``: the
+    constructor's data-dependent arguments and any key to replace (e.g. vocab sizes, ``d_model=16``)."""
+    from hydra.utils import instantiate
+
+    from emergence.config import group_config
+
+    return instantiate(group_config("arch", name), *args, **overrides)
+
+
 def compose_train(overrides, tmp_path: Path, hydra_config: bool = True):
     """The composed run config, with HydraConfig set so labels resolve as under @hydra.main."""
     GlobalHydra.instance().clear()

@@ -11,9 +11,12 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
+from emergence.config import group_config
 from emergence.data.augment import Augment, cutout, hflip, normalize, random_crop
-from emergence.data.cifar import load_cifar
+from emergence.data.cifar import CifarPickles
 
 torch.set_num_threads(1)
 
@@ -190,6 +193,11 @@ def write_fake_cifar(root: str, name: str, per_file: int = 5) -> dict[str, np.nd
     return {k: np.concatenate(v) if k.endswith("_x") else np.array(v) for k, v in written.items()}
 
 
+def load_cifar(root: str, name: str, download: bool = False) -> dict:
+    """The reader of conf/data/<name>.yaml, called on ``root``."""
+    return instantiate(group_config("data", name).reader)(root, download=download)
+
+
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_load_cifar_reads_pickled_batches_as_uint8_chw(tmp_path, name: str) -> None:
     written = write_fake_cifar(str(tmp_path), name)
@@ -217,6 +225,8 @@ def test_load_cifar_missing_files_raise_with_location_and_hint(tmp_path) -> None
     assert "make data" in msg and "tar xzf cifar-10-python.tar.gz" in msg
 
 
-def test_load_cifar_rejects_unknown_name(tmp_path) -> None:
+def test_cifar_reader_rejects_a_name_without_normalization_constants() -> None:
+    node = OmegaConf.to_container(group_config("data", "cifar10").reader, resolve=True)
+    node.pop("_target_")
     with pytest.raises(ValueError, match="cifar10"):
-        load_cifar(str(tmp_path), "cifar1000", download=False)
+        CifarPickles(**{**node, "name": "cifar1000"})

@@ -141,7 +141,9 @@ def test_cli_bad_input_exits_nonzero_with_message(args, message, subprocess_env,
 
 
 def test_missing_data_folder_gives_instructions(tmp_path):
-    from emergence.data.images import read_mnist_like
+    from hydra.utils import instantiate
+
+    from emergence.config import group_config
 
     with pytest.raises(FileNotFoundError, match="make data"):
-        read_mnist_like("mnist", tmp_path / "nowhere")
+        instantiate(group_config("data", "mnist").reader)(tmp_path / "nowhere")

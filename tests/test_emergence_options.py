@@ -23,7 +23,7 @@ from emergence.models.transformer import Transformer
 from emergence.models.vgg import VGG
 from emergence.optim import build_optimizer
 from scripts.aggregate import init_label
-from tests.conftest import compose_train
+from tests.conftest import arch_model, compose_train
 
 # The alpha values that conf/arch_init/<arch>_emergence.yaml carried before issue 11 (4 decimals, hand-copied there).
 COPIED_ALPHA = {
@@ -49,7 +49,7 @@ def build(arch: str) -> tuple[nn.Module, tuple]:
     torch.manual_seed(0)
     if arch.startswith("transformer"):
         preset = {"share_all_embeddings": True} if arch == "transformer_wmt_en_de" else {}
-        model = Transformer.from_preset(arch, 30, 30, d_model=16, ffn_dim=16, heads=2, **preset)
+        model = arch_model(arch, 30, 30, d_model=16, ffn_dim=16, heads=2, **preset)
         return model, (torch.randint(3, 30, (2, 5)), torch.randint(3, 30, (2, 4)))
     if name == "mlp":
         model = MLP((1, 28, 28), 10, depth=6, width=16, norm="batch" if arch.endswith("_bn") else "none")

@@ -160,6 +160,19 @@ def test_result_neutral_keys_change_neither_fingerprint_nor_name_nor_variant(ove
     assert labels_from_hydra(moved)["variant"] == "optim.lr=0.1"  # variant derives from the same list
 
 
+def test_a_changed_reader_keeps_the_fingerprint_but_other_data_read_is_refused(make_cfg, tmp_path):
+    """data.reader is result-neutral because the data identity pins what it read: a reader that reads other arrays
+    (here: synthetic blobs of another shape) leaves the fingerprint alone and is refused by the data identity."""
+    base = ["arch=mlp", "init=xavier"]
+    cfg, other = make_cfg(*base), make_cfg(*base, "data.reader.n_train=1024")
+    assert config_fingerprint(cfg) == config_fingerprint(other)
+    assert run(cfg)["status"] == "completed"
+    before = files(tmp_path / "run")
+    with pytest.raises(ConfigError, match="the data changed since .* was run"):
+        run(other)
+    assert files(tmp_path / "run") == before
+
+
 def test_result_changing_keys_change_fingerprint_and_name(tmp_path):
     base = ["arch=mlp", "init=emergence", "data=synthetic"]
     for override in ("optim.lr=0.1", "trainer.epochs=7", "data.val_size=100", "trainer.cpu_threads=2"):
@@ -438,3 +451,37 @@ def test_run_dirs_written_under_the_former_fingerprint_are_still_recognized(make
     state = checkpoint.load(tmp_path / "run" / "checkpoint.pt")
     checkpoint.save_atomic({**state, "fingerprint": legacy}, tmp_path / "run" / "checkpoint.pt")
     assert run(cfg)["status"] == "completed"
+
+
+def old_form(config: dict, exponent_rule: str | None = None) -> dict:
+    """``config`` as the code before the rename wrote it: the emergence init's ``exponent_rule`` key named ``exponent``
+    (written out by hand here, not with config.LEGACY_FORMS)."""
+    old = json.loads(json.dumps(config))
+    init = old["init"]
+    init = {("exponent" if k == "exponent_rule" else k): v for k, v in init.items()}
+    if exponent_rule is not None:
+        init["exponent"] = exponent_rule
+    return {**old, "init": init}
+
+
+@pytest.mark.parametrize("recorded", ["same", "other"])
+def test_run_dir_written_before_the_exponent_rule_rename(recorded, make_cfg, tmp_path, caplog):
+    from omegaconf import OmegaConf
+
+    cfg = make_cfg("arch=mlp", "init=emergence")
+    done = run(cfg)
+    assert done["status"] == "completed" and done["config"]["init"]["exponent_rule"] == "symmetric"
+    old = old_form(done["config"], None if recorded == "same" else "pivot")  # "other": a different configuration
+    assert "exponent_rule" not in old["init"] and "exponent" in old["init"]
+    path = tmp_path / "run" / "run.json"
+    path.write_text(json.dumps({**done, "config": old, "fingerprint": config_fingerprint(OmegaConf.create(old))}))
+    before = {name: (tmp_path / "run" / name).read_bytes() for name in ("run.json", "metrics.jsonl")}
+    if recorded == "other":
+        with pytest.raises(checkpoint.ForeignRun, match="different configuration"):
+            run(cfg)
+    else:
+        with caplog.at_level("INFO", logger="emergence"):
+            again = run(cfg)
+        assert again["config"]["init"]["exponent"] == "symmetric"  # skipped: the old record is returned as it was
+        assert "recognised a run written before init.exponent was renamed init.exponent_rule" in caplog.text
+    assert {name: (tmp_path / "run" / name).read_bytes() for name in before} == before  # nothing rewritten, no training

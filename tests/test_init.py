@@ -92,7 +92,7 @@ def test_same_seed_gives_bit_identical_weights(init):
 
 def _args(init):
     if isinstance(init, Emergence):
-        return {"base": Kaiming(), "alpha": init.alpha}
+        return {"base": Kaiming(), "alpha": init.ramp["alpha"]}
     return {}
 
 

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
 
 from emergence import seeding
 from emergence.components import initialize
+from emergence.data.images import read_synthetic
 from emergence.init import InitBatch
 from emergence.tasks.classification import ClassificationTask
 from tests.test_translation_task import make_task, write_corpus
@@ -17,7 +20,7 @@ SYNTH = {"n_train": 300, "n_test": 50, "num_classes": 4, "shape": [1, 6, 6]}
 
 
 def image_task(**kw):
-    return ClassificationTask("synthetic", val_size=50, reader=SYNTH, **kw).setup(CPU)
+    return ClassificationTask("synthetic", val_size=50, reader=partial(read_synthetic, **SYNTH), **kw).setup(CPU)
 
 
 def test_removed_streams_are_gone_and_init_data_is_separate():

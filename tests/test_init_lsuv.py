@@ -5,12 +5,14 @@ of each layer is a scalar on the orthogonal weights; the first layer's factor ma
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from emergence.data.images import read_synthetic
 from emergence.init.lsuv import LSUV
 from emergence.init.orthogonal import Orthogonal
 from emergence.models.cnn import SmallCNN
@@ -30,7 +32,7 @@ def gen(seed=0):
 @pytest.fixture(scope="module")
 def task():
     reader = {"n_train": 400, "n_test": 50, "num_classes": 10, "shape": [1, 8, 8]}
-    return ClassificationTask("synthetic", val_size=50, reader=reader).setup(CPU)
+    return ClassificationTask("synthetic", val_size=50, reader=partial(read_synthetic, **reader)).setup(CPU)
 
 
 def one_batch(task, n=128):

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 
 import pytest
 import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from emergence.data.images import read_synthetic
 from emergence.init.kaiming import Kaiming
 from emergence.init.metainit import MetaInit, gradient_quotient
 from emergence.models.mlp import MLP
@@ -29,7 +31,7 @@ def gen(seed=0):
 @pytest.fixture(scope="module")
 def task():
     reader = {"n_train": 600, "n_test": 50, "num_classes": 10, "shape": [1, 8, 8]}
-    return ClassificationTask("synthetic", val_size=100, reader=reader).setup(CPU)
+    return ClassificationTask("synthetic", val_size=100, reader=partial(read_synthetic, **reader)).setup(CPU)
 
 
 def test_gradient_quotient_matches_the_hand_computation_on_a_quadratic():

@@ -9,8 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from emergence.config import group_config
 from emergence.models.decode import beam_search, greedy_decode
-from emergence.models.transformer import PRESETS, Transformer, sinusoidal_table
+from emergence.models.transformer import Transformer, sinusoidal_table
+from tests.conftest import arch_model
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -81,8 +83,8 @@ def n_params(model: torch.nn.Module) -> int:
 )
 def test_transformer_param_count_matches_fairseq_closed_form(preset, src_vocab, tgt_vocab, kw, expected):
     with torch.device("meta"):  # sizes only; no memory or init time for the 60 M model
-        model = Transformer.from_preset(preset, src_vocab, tgt_vocab, **kw)
-    p = PRESETS[preset]
+        model = arch_model(preset, src_vocab, tgt_vocab, **kw)
+    p = group_config("arch", preset)
     closed = fairseq_param_count(
         src_vocab,
         tgt_vocab,
@@ -239,7 +241,7 @@ def test_shared_embeddings_are_one_tensor():
 
 def test_unit_modules_forward_order_and_count():
     with torch.device("meta"):
-        iwslt = Transformer.from_preset("transformer_iwslt_de_en", 8848, 6632)
+        iwslt = arch_model("transformer_iwslt_de_en", 8848, 6632)
     units = iwslt.unit_modules()
     assert len(units) == 1 + 12 + 1 + 18 == 32
     assert all(iwslt.get_submodule(name) is module for name, module in units)

@@ -38,6 +38,14 @@ def _check_batch(x: torch.Tensor) -> None:
         raise ValueError(f"expected an N x C x H x W batch; got shape {tuple(x.shape)}")
 
 
+def _is_identity(x: torch.Tensor, size: int, name: str) -> bool:
+    """Check the batch and a size argument (``name`` >= 0); True when it is 0, i.e. the transform changes nothing."""
+    _check_batch(x)
+    if size < 0:
+        raise ValueError(f"{name} must be >= 0; got {size}")
+    return size == 0
+
+
 def _randint(high: int, n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
     """``n`` integers uniform in ``[0, high)``, drawn on the generator's device and moved to ``device``."""
     gen_device = generator.device if generator is not None else device
@@ -70,10 +78,7 @@ def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator | None
     Returns:
         A new batch of the same shape and dtype; sample ``n`` is ``pad(x)[n, :, dy:dy+H, dx:dx+W]``.
     """
-    _check_batch(x)
-    if padding < 0:
-        raise ValueError(f"padding must be >= 0; got {padding}")
-    if padding == 0:
+    if _is_identity(x, padding, "padding"):
         return x.clone()
     n, c, h, w = x.shape
     padded = F.pad(x, (padding, padding, padding, padding))
@@ -116,10 +121,7 @@ def cutout(x: torch.Tensor, size: int, generator: torch.Generator | None = None)
     Returns:
         A new batch; rows ``[cy - size//2, cy - size//2 + size)`` x the same columns around ``cx`` are 0.
     """
-    _check_batch(x)
-    if size < 0:
-        raise ValueError(f"size must be >= 0; got {size}")
-    if size == 0:
+    if _is_identity(x, size, "size"):
         return x.clone()
     n, _, h, w = x.shape
     cy = _randint(h, n, generator, x.device)

@@ -1,31 +1,29 @@
-"""Image datasets as in-memory uint8 tensors: Fashion-MNIST, MNIST, scikit-learn digits, synthetic.
+"""Image datasets as in-memory uint8 tensors: readers of MNIST-format files, scikit-learn digits, synthetic blobs.
 
-Each reader returns ``dict(train_x, train_y, test_x, test_y)`` with images as uint8 N x C x H x W (digits: values
-0..16 rescaled to 0..255) and int64 labels. Where files are looked for:
+A reader is the ``_target_`` of ``data.reader`` in conf/data/<dataset>.yaml, which holds every fact about where the
+dataset's files are and how they are fetched (file names, torchvision's folder and class, the Debian package);
+``scripts/prepare_data.py`` (``make data``) reads the same node. Called with the data root, a reader returns
+``dict(train_x, train_y, test_x, test_y)`` with images as uint8 N x C x H x W (digits: values 0..16 rescaled to
+0..255) and int64 labels.
 
-- MNIST / Fashion-MNIST: ``<root>/<MNIST|FashionMNIST>/raw/`` in torchvision's layout (``*-ubyte`` or ``*-ubyte.gz``,
-  written by ``make data``), then, for Fashion-MNIST, the Debian package ``dataset-fashion-mnist``
-  (/usr/share/datasets/fashion-mnist). Missing files raise FileNotFoundError saying how to get them.
-- digits: scikit-learn's bundled ``load_digits`` (1797 images of 8x8, no download).
-- synthetic: class-conditional Gaussian blobs, for smoke runs and tests.
+- ``IdxImages`` (MNIST, Fashion-MNIST): ``<root>/<folder>/raw/`` in torchvision's layout (``*-ubyte`` or
+  ``*-ubyte.gz``, written by ``make data``), then the Debian package's folder if it has one. Missing files raise
+  FileNotFoundError saying how to get them.
+- ``read_digits``: scikit-learn's bundled ``load_digits`` (1797 images of 8x8, no download).
+- ``read_synthetic``: class-conditional Gaussian blobs, for smoke runs and tests.
 """
 
 from __future__ import annotations
 
 import gzip
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-IDX_FILES = {
-    "train_x": "train-images-idx3-ubyte",
-    "train_y": "train-labels-idx1-ubyte",
-    "test_x": "t10k-images-idx3-ubyte",
-    "test_y": "t10k-labels-idx1-ubyte",
-}
-TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
+SPLITS = ("train_x", "train_y", "test_x", "test_y")
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -43,26 +41,62 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def read_mnist_like(name: str, root: str | Path) -> dict[str, torch.Tensor]:
-    """MNIST or Fashion-MNIST from the torchvision raw folder under ``root`` or the Debian package."""
-    folders = [Path(root) / TORCHVISION_FOLDERS[name] / "raw"]
-    if name == "fashion_mnist":
-        folders.append(DEBIAN_FASHION_MNIST)
-    for folder in folders:
-        paths = {k: _find_idx(folder, stem) for k, stem in IDX_FILES.items()}
-        if all(paths.values()):
-            out = {k: torch.from_numpy(read_idx(p).copy()) for k, p in paths.items()}
-            out["train_x"] = out["train_x"].unsqueeze(1)
-            out["test_x"] = out["test_x"].unsqueeze(1)
-            out["train_y"], out["test_y"] = out["train_y"].long(), out["test_y"].long()
-            return out
-    hint = "`make data` (downloads through torchvision when online)"
-    if name == "fashion_mnist":
-        hint += ", or offline `sudo apt-get install dataset-fashion-mnist`"
-    raise FileNotFoundError(
-        f"{name} not found: looked for {list(IDX_FILES.values())} in {', '.join(map(str, folders))}. Get it with {hint}, "
-        f"or point data.root (env EMERGENCE_DATA) at a folder holding {TORCHVISION_FOLDERS[name]}/raw/."
-    )
+@dataclass
+class IdxImages:
+    """An MNIST-format dataset: four IDX files (``files``: split -> file stem) in ``<root>/<folder>/raw`` (the folder
+    torchvision's ``datasets.<torchvision>`` downloads into), or gzipped in ``debian_dir`` (package
+    ``debian_package``)."""
+
+    name: str
+    folder: str
+    files: dict = field(default_factory=dict)
+    torchvision: str = ""
+    debian_package: str | None = None
+    debian_dir: str | None = None
+
+    def folders(self, root) -> list[Path]:
+        return [Path(root) / self.folder / "raw", *([Path(self.debian_dir)] if self.debian_dir else [])]
+
+    def present(self, root) -> bool:
+        """Whether ``root`` holds the files (torchvision's layout; the Debian folder does not count)."""
+        return all(_find_idx(self.folders(root)[0], self.files[k]) for k in SPLITS)
+
+    def __call__(self, root) -> dict[str, torch.Tensor]:
+        folders = self.folders(root)
+        for folder in folders:
+            paths = {k: _find_idx(folder, self.files[k]) for k in SPLITS}
+            if all(paths.values()):
+                out = {k: torch.from_numpy(read_idx(p).copy()) for k, p in paths.items()}
+                out["train_x"] = out["train_x"].unsqueeze(1)
+                out["test_x"] = out["test_x"].unsqueeze(1)
+                out["train_y"], out["test_y"] = out["train_y"].long(), out["test_y"].long()
+                return out
+        hint = "`make data` (downloads through torchvision when online)"
+        if self.debian_package:
+            hint += f", or offline `sudo apt-get install {self.debian_package}`"
+        raise FileNotFoundError(
+            f"{self.name} not found: looked for {[self.files[k] for k in SPLITS]} in {', '.join(map(str, folders))}. "
+            f"Get it with {hint}, or point data.root (env EMERGENCE_DATA) at a folder holding {self.folder}/raw/."
+        )
+
+    def download(self, root) -> None:
+        """Fetch the files with torchvision (needs network and the optional torchvision); raises on any failure."""
+        import torchvision.datasets as tvd
+
+        for train in (True, False):
+            getattr(tvd, self.torchvision)(str(root), train=train, download=True)
+
+    def from_debian(self, root) -> bool:
+        """Decompress the Debian package's files into ``<root>/<folder>/raw``; False if the package is missing."""
+        src = Path(self.debian_dir) if self.debian_dir else None
+        if src is None or not all((src / (self.files[k] + ".gz")).is_file() for k in SPLITS):
+            return False
+        out = self.folders(root)[0]
+        out.mkdir(parents=True, exist_ok=True)
+        for k in SPLITS:
+            with gzip.open(src / (self.files[k] + ".gz"), "rb") as f, open(out / self.files[k], "wb") as dst:
+                shutil.copyfileobj(f, dst)
+        return True
 
 
 def read_digits(root=None) -> dict[str, torch.Tensor]:
@@ -92,19 +126,3 @@ def read_synthetic(
     train_x, train_y = draw(n_train)
     test_x, test_y = draw(n_test)
     return {"train_x": train_x, "train_y": train_y, "test_x": test_x, "test_y": test_y}
-
-
-def read_cifar(name: str, root, download: bool = False) -> dict[str, torch.Tensor]:
-    from emergence.data.cifar import load_cifar
-
-    return load_cifar(root, name=name, download=download)
-
-
-READERS = {
-    "fashion_mnist": lambda root, **kw: read_mnist_like("fashion_mnist", root),
-    "mnist": lambda root, **kw: read_mnist_like("mnist", root),
-    "digits": lambda root, **kw: read_digits(root),
-    "synthetic": lambda root, **kw: read_synthetic(root, **kw),
-    "cifar10": lambda root, **kw: read_cifar("cifar10", root, **kw),
-    "cifar100": lambda root, **kw: read_cifar("cifar100", root, **kw),
-}

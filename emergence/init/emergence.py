@@ -4,9 +4,10 @@ A base initializer (a nested config; by default the model family's convention, `
 then depth unit l of the L units, in forward-execution order (``layers.trace_units``), has its weights multiplied by
 alpha ** e_l:
 
-- ``exponent="symmetric"`` (default): e_l = l - (L - 1) / 2. Odd L = 2n + 1 gives -n..n, exactly eq. 10 (first layer
-  divided by alpha^n, middle unchanged, last multiplied by alpha^n); even L gives half-integers. sum(e) = 0.
-- ``exponent="pivot"``: e_l = l - floor(L / 2) (the third-party C implementation's convention).
+- ``exponent_rule="symmetric"`` (default): e_l = l - (L - 1) / 2. Odd L = 2n + 1 gives -n..n, exactly eq. 10
+  (first layer divided by alpha^n, middle unchanged, last multiplied by alpha^n); even L gives half-integers.
+  sum(e) = 0.
+- ``exponent_rule="pivot"``: e_l = l - floor(L / 2) (the third-party C implementation's convention).
 - ``turning_point=t``: e_l = l - t (the turning-point ablation; the product of scales is then no longer 1).
 - ``inverse=True``: -e_l, the paper's "low emergence" control.
 
@@ -53,7 +54,7 @@ def exponents(n_units: int, convention: str = "symmetric", turning_point: float 
     if n_units < 1:
         raise ValueError(f"need at least one weight layer; got {n_units}")
     if convention not in CONVENTIONS:
-        raise ValueError(f"init.exponent must be one of {list(CONVENTIONS)}; got {convention!r}")
+        raise ValueError(f"init.exponent_rule must be one of {list(CONVENTIONS)}; got {convention!r}")
     if turning_point is not None:
         pivot = float(turning_point)
     elif convention == "symmetric":
@@ -105,30 +106,57 @@ def unit_exponents(
     return [-e for e in exps] if inverse else exps
 
 
-def ramp_units(
-    model: nn.Module,
-    example: tuple,
-    *,
-    alpha: float | None = None,
-    max_factor: float = 2.0,
-    exponent: str = "symmetric",
-    inverse: bool = False,
-    turning_point: float | None = None,
-    layers: str = "all",
-    transformer: dict | None = None,
-) -> tuple[list[Unit], list[float], float]:
-    """(units, exponents, alpha) of the ramp; shared by the init and the layer-wise-LR control (``optim.py``)."""
-    options = check_transformer_options(transformer)
+RAMP_DEFAULTS = {  # the ramp's options: the init's keys besides base and allow_reapply, and those of optim.layerwise_lr
+    "alpha": None,
+    "max_factor": 2.0,
+    "exponent_rule": "symmetric",
+    "inverse": False,
+    "turning_point": None,
+    "layers": "all",
+    "transformer": None,
+}
+
+
+def check_ramp(options: dict, prefix: str = "init") -> dict:
+    """The ramp's options with ``RAMP_DEFAULTS`` filled in, validated; raises ValueError naming ``<prefix>.<key>``."""
+    unknown = sorted(set(options) - set(RAMP_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown {prefix} keys {unknown}; known: {sorted(RAMP_DEFAULTS)}")
+    o = {**RAMP_DEFAULTS, **options}
+    alpha, max_factor = o["alpha"], o["max_factor"]
+    if alpha is not None and not (
+        isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and math.isfinite(alpha) and alpha > 0
+    ):
+        raise ValueError(
+            f"{prefix}.alpha must be null (derived from {prefix}.max_factor) or a finite number > 0 (1 = the base "
+            f"init, > 1 promotes emergence); got {alpha}"
+        )
+    if not (isinstance(max_factor, (int, float)) and math.isfinite(max_factor) and max_factor > 0):
+        raise ValueError(f"{prefix}.max_factor must be a finite number > 0 (the extreme factor); got {max_factor}")
+    if o["exponent_rule"] not in CONVENTIONS:
+        raise ValueError(f"{prefix}.exponent_rule must be one of {list(CONVENTIONS)}; got {o['exponent_rule']!r}")
+    if o["layers"] not in LAYER_SELECTIONS:
+        raise ValueError(f"{prefix}.layers must be one of {list(LAYER_SELECTIONS)}; got {o['layers']!r}")
+    o["max_factor"], o["inverse"] = float(max_factor), bool(o["inverse"])
+    o["transformer"] = check_transformer_options(o["transformer"])
+    return o
+
+
+def ramp_units(model: nn.Module, example: tuple, ramp: dict) -> tuple[list[Unit], list[float], float]:
+    """(units, exponents, alpha) of the ramp (options from ``check_ramp``); shared by the init and the layer-wise-LR
+    control (``optim.py``)."""
+    options = ramp["transformer"]
     unit_options = {k: v for k, v in options.items() if k != "ramp" and v != TRANSFORMER_DEFAULTS[k]}
     if options["ramp"] != "joint" and not hasattr(model, "unit_modules"):
         raise ConfigError(f"init.transformer.ramp=per_stack is for the Transformer only, not {type(model).__name__}")
     try:
-        units = trace_units(model, example, layers, **unit_options)
+        units = trace_units(model, example, ramp["layers"], **unit_options)
     except ValueError as exc:  # an option that does not fit this model: a configuration error (exit code 2)
         raise ConfigError(str(exc)) from exc
-    exps = unit_exponents(units, options["ramp"], exponent, turning_point, inverse)
+    exps = unit_exponents(units, options["ramp"], ramp["exponent_rule"], ramp["turning_point"], ramp["inverse"])
+    alpha = ramp["alpha"]
     if alpha is None:
-        alpha = rule_alpha(exps, max_factor)
+        alpha = rule_alpha(exps, ramp["max_factor"])
     return units, exps, float(alpha)
 
 
@@ -142,32 +170,19 @@ class Emergence:
         base,
         alpha: float | None = None,
         max_factor: float = 2.0,
-        exponent: str = "symmetric",
+        exponent_rule: str = "symmetric",
         inverse: bool = False,
         turning_point: float | None = None,
         layers: str = "all",
         transformer: dict | None = None,
         allow_reapply: bool = False,
-    ):
-        if alpha is not None and not (
-            isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and math.isfinite(alpha) and alpha > 0
-        ):
-            raise ValueError(
-                "init.alpha must be null (derived from init.max_factor) or a finite number > 0 (1 = the base init, "
-                f"> 1 promotes emergence); got {alpha}"
-            )
-        if not (isinstance(max_factor, (int, float)) and math.isfinite(max_factor) and max_factor > 0):
-            raise ValueError(f"init.max_factor must be a finite number > 0 (the extreme factor); got {max_factor}")
-        if exponent not in CONVENTIONS:
-            raise ValueError(f"init.exponent must be one of {list(CONVENTIONS)}; got {exponent!r}")
-        if layers not in LAYER_SELECTIONS:
-            raise ValueError(f"init.layers must be one of {list(LAYER_SELECTIONS)}; got {layers!r}")
+    ):  # the keys are spelled out (not **ramp) so that a misspelt init key is caught (config.check_options)
+        ramp = dict(alpha=alpha, max_factor=max_factor, exponent_rule=exponent_rule, inverse=inverse,
+                    turning_point=turning_point, layers=layers, transformer=transformer)  # fmt: skip
+        self.ramp = check_ramp(ramp)
         if not callable(base):
             raise ValueError("init.base must be an initializer config with a _target_ (e.g. init@init.base=kaiming)")
-        self.base, self.alpha, self.max_factor, self.exponent = base, alpha, float(max_factor), exponent
-        self.inverse, self.turning_point, self.layers = bool(inverse), turning_point, layers
-        self.transformer = check_transformer_options(transformer)
-        self.allow_reapply = bool(allow_reapply)
+        self.base, self.allow_reapply = base, bool(allow_reapply)
 
     @torch.no_grad()
     def __call__(self, model: nn.Module, example: tuple, generator=None) -> dict[str, float]:
@@ -177,17 +192,7 @@ class Emergence:
                 "Build a fresh model, or pass allow_reapply=True if this is intended."
             )
         stats = dict(self.base(model, example, generator))
-        units, exps, alpha = ramp_units(
-            model,
-            example,
-            alpha=self.alpha,
-            max_factor=self.max_factor,
-            exponent=self.exponent,
-            inverse=self.inverse,
-            turning_point=self.turning_point,
-            layers=self.layers,
-            transformer=self.transformer,
-        )
+        units, exps, alpha = ramp_units(model, example, self.ramp)
         for unit, e in zip(units, exps):
             factor = alpha**e
             for name, weight in unit.weights:
@@ -196,7 +201,7 @@ class Emergence:
             stats[f"{unit.name}/scale"] = factor
             stats[f"{unit.name}/exponent"] = e
         stats["alpha"] = alpha
-        stats["alpha_from_rule"] = float(self.alpha is None)
+        stats["alpha_from_rule"] = float(self.ramp["alpha"] is None)
         stats["n_units"] = len(units)
         stats["alpha_max_factor"] = alpha ** max(abs(e) for e in exps)
         setattr(model, _APPLIED, True)

@@ -14,7 +14,8 @@ forward order (32 units for `transformer_iwslt_de_en`), with options to leave ou
 a tied embedding last (the readout). Weights keep PyTorch's layer defaults; initializers live in `emergence/init/`
 (the family's conventional base is Xavier, ``base_init``).
 
-Usage: `model = Transformer.from_preset("transformer_iwslt_de_en", 8848, 6632)`, then
+Sizes and dropouts of the named architectures live in conf/arch/transformer_*.yaml (read them with
+``emergence.config.group_config("arch", name)``). Usage: `model = Transformer(8848, 6632, d_model=512, ...)`, then
 `model(src_tokens, prev_output_tokens)` gives B x T x V logits; search (emergence/models/decode.py) calls
 `encode`/`decode_step`.
 """
@@ -33,17 +34,7 @@ from emergence.models.transformer_layers import (
     sinusoidal_table,
 )
 
-__all__ = ["PRESETS", "Transformer", "sinusoidal_table"]
-
-# iwslt/wmt: sizes copied from fairseq's transformer_legacy.py. tiny is the suite's own CPU model (the iwslt layout
-# shrunk to d 64, FFN 128, 4 heads, 2+2 layers), not fairseq's transformer_tiny (FFN 64, 2 heads). Dropout is not
-# part of a preset: fairseq's base architecture uses dropout 0.1 and attention/activation dropout 0; the IWSLT recipe
-# passes 0.3 / 0.1 / 0.1 (the defaults here).
-PRESETS: dict[str, dict[str, int]] = {
-    "transformer_iwslt_de_en": dict(d_model=512, ffn_dim=1024, heads=4, encoder_layers=6, decoder_layers=6),
-    "transformer_wmt_en_de": dict(d_model=512, ffn_dim=2048, heads=8, encoder_layers=6, decoder_layers=6),
-    "transformer_tiny": dict(d_model=64, ffn_dim=128, heads=4, encoder_layers=2, decoder_layers=2),
-}
+__all__ = ["Transformer", "sinusoidal_table"]
 
 Cache = dict[int, dict[str, dict[str, Tensor]]]  # layer -> sublayer -> keys/values
 
@@ -132,11 +123,6 @@ class Transformer(nn.Module):
         # As in fairseq, sharing all embeddings implies the tied decoder input/output embedding.
         if not (share_decoder_input_output_embed or share_all_embeddings):
             self.decoder.output_projection = nn.Linear(d_model, tgt_vocab_size, bias=False)
-
-    @classmethod
-    def from_preset(cls, name: str, src_vocab_size: int, tgt_vocab_size: int, **overrides) -> Transformer:
-        """Build a named preset from `PRESETS`; `overrides` replace or extend its keyword arguments."""
-        return cls(src_vocab_size, tgt_vocab_size, **{**PRESETS[name], **overrides})
 
     def encode(self, src_tokens: Tensor) -> tuple[Tensor, Tensor]:
         """Returns the encoder output B x S x C and the source pad mask B x S (True at pads)."""

@@ -4,10 +4,11 @@ The whole dataset sits in one uint8 tensor on the device, so an epoch is a seede
 batch normalized, and augmented on the device, when drawn): no DataLoader, no per-image PIL work. A fixed validation
 split is carved out of the training set with
 ``split_seed`` (the same for every run seed, so seeds vary only init and data order); the official test set is
-evaluated at the end. Batch augmentation (crop/flip/cutout on tensors) is optional. ``reader`` is either keyword
-arguments for the built-in reader of ``dataset`` or a callable
+evaluated at the end. Batch augmentation (crop/flip/cutout on tensors) is optional. ``reader`` is the dataset's
+reader, the instantiated ``data.reader`` of its conf/data file (emergence/data/images.py): a callable
 ``reader(root) -> dict(train_x, train_y, test_x, test_y)`` (uint8 N x C x H x W images, int64 labels), e.g. a Hydra
-``_partial_`` target, so a new dataset needs no edit of the package (docs/extending.md).
+``_partial_`` target, so a new dataset needs no edit of the package (docs/extending.md). ``dataset`` is its name in
+labels, run names and tables.
 
 Task interface used by the runner (the translation task provides the same methods):
 ``setup(device)``, ``model_kwargs()``, ``example_inputs()``, ``steps_per_epoch(batch_size)``,
@@ -25,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emergence.data.images import READERS
 from emergence.init import InitBatch
 
 
@@ -43,17 +43,14 @@ class ClassificationTask:
         label_smoothing: float = 0.0,
         eval_batch_size: int = 1024,
         augment: dict | None = None,
-        reader: dict | None = None,
+        reader=None,
     ):
-        if callable(reader):  # a reader from outside the package (data.reader: {_target_: ..., _partial_: true})
-            self.read, reader = reader, None
-        elif dataset in READERS:
-            self.read = READERS[dataset]
-        else:
+        if not callable(reader):
             raise ValueError(
-                f"data.dataset must be one of {sorted(READERS)}, or data.reader a callable (_target_ with "
-                f"_partial_: true); got {dataset!r}"
+                f"data.reader must be a reader: a _target_ (a function with _partial_: true, or a class) that reads "
+                f"the dataset, as in conf/data/fashion_mnist.yaml; got {reader!r} for data.dataset={dataset!r}"
             )
+        self.read = reader
         if val_size < 0 or (train_subset is not None and train_subset < 1):
             raise ValueError(
                 f"data.val_size must be >= 0 and data.train_subset >= 1 or null; got {val_size}, {train_subset}"
@@ -61,12 +58,12 @@ class ClassificationTask:
         self.dataset, self.root, self.val_size = dataset, root, int(val_size)
         self.train_subset, self.test_subset, self.split_seed = train_subset, test_subset, int(split_seed)
         self.label_smoothing, self.eval_batch_size = float(label_smoothing), int(eval_batch_size)
-        self.augment_cfg, self.reader_kwargs = dict(augment or {}), dict(reader or {})
+        self.augment_cfg = dict(augment or {})
         self.augment = None
 
     # ---- data ---------------------------------------------------------------------------------------------------
     def setup(self, device: torch.device) -> ClassificationTask:
-        raw = self.read(self.root, **self.reader_kwargs)
+        raw = self.read(self.root)
         train_x, train_y = raw["train_x"], raw["train_y"]
         perm = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(self.split_seed))
         if self.val_size >= len(train_y):

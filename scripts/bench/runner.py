@@ -36,7 +36,6 @@ from omegaconf import open_dict
 
 from emergence import seeding
 from emergence.components import build_initialized_model, emergence_probe
-from emergence.data.images import READERS
 from emergence.tasks.classification import ClassificationTask
 from emergence.train import run
 from scripts.bench.timing import ROOT, Report, common_args, interleave, paired, setup
@@ -59,7 +58,7 @@ _RAW: dict = {}
 
 def _cached(name: str, read):
     def cached_read(root, **kw):
-        key = (name, str(root), repr(kw))
+        key = (name, repr(read), str(root), repr(kw))
         if key not in _RAW:
             _RAW[key] = read(root, **kw)
         return _RAW[key]
@@ -67,7 +66,15 @@ def _cached(name: str, read):
     return cached_read
 
 
-READERS.update({name: _cached(name, read) for name, read in list(READERS.items())})
+_task_init = ClassificationTask.__init__
+
+
+def _init_cached(self, *args, **kwargs):
+    _task_init(self, *args, **kwargs)
+    self.read = _cached(self.dataset, self.read)  # the reader of its conf/data file, read once per process
+
+
+ClassificationTask.__init__ = _init_cached
 
 
 def step_seconds() -> tuple[float, float, float]:

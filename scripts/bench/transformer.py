@@ -19,15 +19,22 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from emergence.models.transformer import PRESETS, Transformer
+from emergence.config import group_config
+from emergence.models.transformer import Transformer
 from scripts.bench.timing import Report, clock, common_args, interleave, setup
 
-MODELS = {
-    "tiny": PRESETS["transformer_tiny"],
-    "small": dict(d_model=128, ffn_dim=256, heads=4, encoder_layers=2, decoder_layers=2),
-    "iwslt": PRESETS["transformer_iwslt_de_en"],
-    "wmt": PRESETS["transformer_wmt_en_de"],
-}
+SIZES = ("d_model", "ffn_dim", "heads", "encoder_layers", "decoder_layers")  # the model's dropouts stay the defaults
+ARCHS = {"tiny": "transformer_tiny", "small": "transformer_tiny", "iwslt": "transformer_iwslt_de_en",
+         "wmt": "transformer_wmt_en_de"}  # fmt: skip
+OVERRIDES = {"small": dict(d_model=128, ffn_dim=256)}  # translation_gettext's width on the tiny layout
+
+
+def sizes(name: str) -> dict[str, int]:
+    """The sizes of bench model ``name``: its conf/arch YAML's, with ``OVERRIDES``."""
+    arch = group_config("arch", ARCHS[name])
+    return {**{k: arch[k] for k in SIZES}, **OVERRIDES.get(name, {})}
+
+
 PAD, BOS, EOS = 0, 1, 2
 
 
@@ -47,7 +54,7 @@ def random_batch(g: torch.Generator, vocab: int, tokens: int, seq_len: int, devi
 
 def make_model(name: str, vocab: int, device) -> Transformer:
     torch.manual_seed(0)
-    model = Transformer(vocab, vocab, **MODELS[name])
+    model = Transformer(vocab, vocab, **sizes(name))
     with torch.no_grad():  # fairseq's embedding init, so that the loss is sensible (speed does not change)
         for emb in (model.encoder.embed_tokens, model.decoder.embed_tokens):
             emb.weight.normal_(0, emb.embedding_dim**-0.5)[PAD] = 0
@@ -81,7 +88,7 @@ def trainer(name: str, args: argparse.Namespace):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["tiny", "small"], choices=sorted(MODELS))
+    parser.add_argument("--models", nargs="+", default=["tiny", "small"], choices=sorted(ARCHS))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--vocab", type=int, default=8000)
     parser.add_argument("--tokens", type=int, default=3000, help="target tokens per step (approximate)")
