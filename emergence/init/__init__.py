@@ -13,12 +13,14 @@ The contract every initializer follows::
   seed gives bit-identical weights and a change of initializer never moves the data order.
 - ``needs_data`` (class attribute): False for rules that only draw weights; they are called as above. True for
   rules that look at training data; they are called with two more keywords, ``batches=`` and ``device=``, and declare
-  what they draw with three attributes, which ``initialize`` passes on to the task's one batch source,
-  ``batches = task.init_batches(batch_size, data_generator, batch_kind)``, an endless, lazily drawn iterator:
+  what they draw with three attributes (the last two optional), which ``initialize`` passes on to the task's one
+  batch source, ``batches = task.init_batches(batch_size, data_generator, batch_kind)``, an endless iterator that
+  draws a batch only when the rule asks for the next one:
 
   - ``batch_size``: the size of one draw (images, or a token budget for translation).
   - ``batch_kind``: ``"batch"`` (default), each item one ``InitBatch``; ``"thirds"``, each item three disjoint
-    ``InitBatch`` parts (B0, B1, B2) of one random draw (GradInit's half-batches; ``b0 + b1`` joins two).
+    ``InitBatch`` parts (B0, B1, B2) of one random draw (GradInit's; images: three half-batches of
+    ``batch_size // 2``; ``b0 + b1`` joins two).
   - ``data_stream``: ``"init_data"`` (default), the run's own stream for init data (emergence/seeding.py), so
     drawing data never shifts the weights' draws; ``"init"``, the very ``generator`` the rule gets, so its batches
     are drawn after the rule's own weight draws (GradInit: after its base init, as the official code seeds it; the
