@@ -8,7 +8,6 @@ Kept out of ``train.py`` so that ``run(cfg)`` stays one readable page.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import logging
 import time
@@ -22,6 +21,7 @@ from torch import nn
 
 from emergence import checkpoint, seeding
 from emergence.config import ConfigError
+from emergence.init import DATA_STREAMS
 from emergence.init.layers import trace_units
 from emergence.metrics import emergence as emergence_measure
 from emergence.metrics.layer_stats import LayerTracker
@@ -55,10 +55,10 @@ def set_rng(rng: dict) -> None:
 def initialize(initializer, model, example, task, seed, device, run_dir: Path | None, fingerprint: str, use_cache=True):
     """Apply the initializer as the contract in emergence/init/__init__.py says; returns (stats, seconds).
 
-    Every data-dependent initializer that takes ``batches=`` gets ``task.init_batches(initializer.batch_size, ...)``
-    from the ``init_data`` stream. Compatibility path: an initializer whose call has no ``batches`` parameter (GradInit
-    today) gets ``task=`` and ``device=`` as before. An initializer with ``cache = True`` and ``save``/``load`` has its
-    result cached in the run dir under the config fingerprint and reused on a rerun.
+    A data-dependent initializer gets ``batches=task.init_batches(batch_size, generator, batch_kind)`` (drawn from its
+    ``data_stream``: the ``init_data`` stream, or the ``init`` generator it is given itself) and ``device=``. One with
+    ``cache`` true and ``save``/``load`` has its result cached in the run dir under the config fingerprint and reused
+    on a rerun (seconds: the ``<name>/time_s`` it reported when it ran).
     """
     generator = seeding.generator(seed, "init")
     t0 = time.perf_counter()
@@ -69,12 +69,14 @@ def initialize(initializer, model, example, task, seed, device, run_dir: Path | 
     stats = initializer.load(model, cache, key=fingerprint) if cached and use_cache else None
     if stats is not None:
         log.info("reusing the learned init cached in %s", cache)
-        return stats, float(stats.get("gradinit/time_s", time.perf_counter() - t0))
-    if "batches" in inspect.signature(initializer.__call__).parameters:
-        batches = task.init_batches(initializer.batch_size, seeding.generator(seed, "init_data"))
-        stats = initializer(model, example, generator, batches=batches)
-    else:  # GradInit until it takes batches=: it draws its own batches from the task
-        stats = initializer(model, example, generator, task=task, device=device)
+        seconds = [v for k, v in stats.items() if k.endswith("/time_s") and not k.startswith("base/")]
+        return stats, float(seconds[0]) if seconds else time.perf_counter() - t0
+    stream = getattr(initializer, "data_stream", "init_data")
+    if stream not in DATA_STREAMS:
+        raise ValueError(f"{type(initializer).__name__}.data_stream must be in {list(DATA_STREAMS)}; got {stream!r}")
+    data = generator if stream == "init" else seeding.generator(seed, stream)  # "init": drawn after its own draws
+    batches = task.init_batches(initializer.batch_size, data, getattr(initializer, "batch_kind", "batch"))
+    stats = initializer(model, example, generator, batches=batches, device=device)
     if cached:
         initializer.save(cache, key=fingerprint)
     return stats, time.perf_counter() - t0
@@ -94,7 +96,7 @@ def build_initialized_model(cfg, seed: int, task, *, device=CPU, run_dir: Path |
                             use_cache: bool = True, apply_init: bool = True) -> InitializedModel:
     """Seed the ``model`` stream, build ``cfg.arch`` for the task's data and apply ``cfg.init`` (timed), on the CPU, so
     the same seed gives the same weights on any device. ``run_dir``: where a data-dependent init keeps its cache (under
-    ``cache_key``) and GradInit its per-iteration history (``init_history.jsonl``). ``apply_init=False`` (a resumed
+    ``cache_key``) and a learned init its per-step ``history`` (``init_history.jsonl``). ``apply_init=False`` (a resumed
     run, whose weights come from its checkpoint) builds the model and the initializer only (stats {}, 0 seconds)."""
     torch.manual_seed(seeding.stream_seed(seed, "model"))
     model = build("arch", cfg.arch, **task.model_kwargs())
@@ -104,7 +106,7 @@ def build_initialized_model(cfg, seed: int, task, *, device=CPU, run_dir: Path |
         return InitializedModel(model, initializer, {}, 0.0)
     stats, seconds = initialize(initializer, model, example, task, seed, device, run_dir, cache_key, use_cache)
     if run_dir is not None and getattr(initializer, "history", None):
-        with open(Path(run_dir) / "init_history.jsonl", "w", encoding="utf-8") as f:  # GradInit's per-iteration record
+        with open(Path(run_dir) / "init_history.jsonl", "w", encoding="utf-8") as f:  # a learned init's per-step record
             f.writelines(json.dumps(r, default=float) + "\n" for r in initializer.history)
     return InitializedModel(model, initializer, stats, seconds)
 

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from emergence.data.images import read_synthetic
+from emergence.init import InitBatch
 from emergence.init.gradinit import GradInit, RescaleAdam, walk
 from emergence.init.kaiming import Kaiming
 from emergence.init.torch_default import TorchDefault
@@ -39,8 +40,9 @@ class FixedTask:
         self.x, self.y = torch.randn(n, *shape, generator=g), torch.randint(classes, (n,), generator=g)
         self.parts = tuple((self.x[i::3], self.y[i::3]) for i in range(3))
 
-    def gradinit_batches(self, batch_size, generator):
-        return self.parts
+    def init_batches(self, batch_size, generator, kind="thirds"):
+        while True:
+            yield tuple(InitBatch(p, self.inputs, self.criterion, self.merge) for p in self.parts)
 
     merge = staticmethod(ClassificationTask.merge)
     inputs = staticmethod(ClassificationTask.inputs)
@@ -61,7 +63,10 @@ def gradinit(**kw):
 
 
 def run(model, task, init, seed=0):
-    return init(model, (task.x[:2],) if hasattr(task, "x") else task.example_inputs(), gen(seed), task=task, device=CPU)
+    """GradInit as ``components.initialize`` calls it: its batches drawn with its own generator, after the base init."""
+    g = gen(seed)
+    example = (task.x[:2],) if hasattr(task, "x") else task.example_inputs()
+    return init(model, example, g, batches=task.init_batches(init.batch_size, g, init.batch_kind), device=CPU)
 
 
 def lookahead_loss(model, task, eta=0.1):
@@ -249,12 +254,13 @@ def test_gradinit_batches_overlap_by_half_unless_disjoint():
     task = synthetic(n_train=300)  # no augmentation: an image's bytes identify it
 
     def ids(batch):
-        return {row.numpy().tobytes() for row in batch[0].flatten(1)}
+        return {row.numpy().tobytes() for row in batch.raw[0].flatten(1)}
 
     for overlap, shared in ((True, 16), (False, 0)):
-        s, make_s_tilde = gradinit(overlap=overlap)._batches(task, gen())
+        init = gradinit(overlap=overlap)
+        s, make_s_tilde = init._pair(next(task.init_batches(init.batch_size, gen(), init.batch_kind)), CPU)
         s_tilde = make_s_tilde()
-        assert len(s[0]) == len(s_tilde[0]) == len(ids(s)) == 32
+        assert len(s.raw[0]) == len(s_tilde.raw[0]) == len(ids(s)) == 32
         assert len(ids(s) & ids(s_tilde)) == shared
 
 
@@ -334,9 +340,15 @@ class TinyTranslation:
         tgt = torch.where(src > 0, (src - 2) % (vocab - 3) + 3, src)
         self.data = (src, torch.cat([torch.ones(n, 1, dtype=torch.long), tgt[:, :-1]], 1), tgt)
 
-    def gradinit_batches(self, batch_size, generator):
-        idx = torch.randperm(len(self.data[0]), generator=generator)[: 3 * (batch_size // 2)]
-        return tuple(tuple(t[part] for t in self.data) for part in idx.chunk(3))
+    def init_batches(self, batch_size, generator, kind="thirds"):
+        while True:
+            idx = torch.randperm(len(self.data[0]), generator=generator)[: 3 * (batch_size // 2)]
+            parts = (tuple(t[part] for t in self.data) for part in idx.chunk(3))
+            yield tuple(InitBatch(p, self.inputs, self.criterion, self.merge) for p in parts)
+
+    @staticmethod
+    def example_inputs():
+        return ()  # the base init here needs no forward pass
 
     @staticmethod
     def merge(a, b):
@@ -369,7 +381,7 @@ def test_gradinit_runs_on_the_tiny_transformer():
         grad_clip=1e8,
         second_moment="separate",
     )
-    stats = init(model, (), gen(), task=task, device=CPU)
+    stats = run(model, task, init)
     assert stats["gradinit/n_constraint"] == 2
     scaled = {k.split("/")[1] for k in stats if k.endswith("/scale")}
     assert "encoder.embed_tokens.weight" in scaled and "decoder.embed_tokens.weight" not in scaled  # tied: one scale

@@ -148,18 +148,19 @@ def test_missing_corpus_names_the_folder_the_files_and_the_prepare_commands(tmp_
 
 def test_gradinit_thirds_are_disjoint_and_merge_repads(task):
     model = tiny_model(task).eval()
-    b0, b1, b2 = task.gradinit_batches(200, torch.Generator().manual_seed(3))
+    parts = next(task.init_batches(200, torch.Generator().manual_seed(3), "thirds"))
+    b0, b1, b2 = (p.raw for p in parts)
     sizes = [b["n_sentences"] for b in (b0, b1, b2)]
     assert max(sizes) - min(sizes) <= 1 and sum(sizes) >= 3
     ids = [set(b["ids"].tolist()) for b in (b0, b1, b2)]
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
-    merged = task.merge(b0, b1)
+    merged = (parts[0] + parts[1]).raw
     assert merged["n_sentences"] == sizes[0] + sizes[1] and merged["ntokens"] == b0["ntokens"] + b1["ntokens"]
     # pads are masked, so the merged loss is the token-weighted mean of the two parts
     with torch.no_grad():
-        parts = [float(task.criterion(model(*task.inputs(b)), b)) * b["ntokens"] for b in (b0, b1)]
+        losses = [float(p.loss(model(*p.inputs))) * p.raw["ntokens"] for p in parts[:2]]
         whole = float(task.criterion(model(*task.inputs(merged)), merged))
-    assert whole == pytest.approx(sum(parts) / merged["ntokens"], rel=1e-4)
+    assert whole == pytest.approx(sum(losses) / merged["ntokens"], rel=1e-4)
 
 
 def test_tiny_transformer_learns_word_mapping_to_bleu_above_90(tmp_path):

@@ -19,12 +19,14 @@ fp32 and the math SDPA backend (double-differentiable) are forced, and every mod
 Zero tensors (zero biases, BN β) and frozen tensors get no scale and are logged as skipped; zero tensors still take part
 in g and in the lookahead step, as in the official code (their scale gradient ⟨∂L/∂θ, 0⟩ would be 0 anyway).
 
-Contract (see ``torch_default``), plus data: ``GradInit(...)(model, example, generator, task=task, device=device)``;
-the base init and every GradInit draw use only ``generator`` (base first, so the base weights equal a plain base run).
-It returns ``gradinit/<param>/scale`` per scaled tensor, step counts, first/last ‖g‖, last L0 and L1, the extra
-forward/backward passes, ``gradinit/time_s``, the skipped tensors, the base init's stats under ``base/`` and the final
-``<layer>/std``; ``self.history`` holds one record per iteration (kind, ‖g‖, L0, L1/η) for the runner to log.
-``save(path)`` / ``load(model, path)`` cache the result in the run dir.
+Contract (emergence/init/__init__.py): ``GradInit(...)(model, example, generator, batches=batches, device=device)``.
+``batches`` yields (B0, B1, B2) (``batch_kind = "thirds"``) drawn with ``generator`` itself (``data_stream = "init"``):
+the base init draws first, so the base weights equal a plain base run, and the batches follow it in the same stream,
+as in the official code's seeding (the committed GradInit results depend on it). It returns
+``gradinit/<param>/scale`` per scaled tensor, step counts, first/last ‖g‖, last L0 and L1, the extra forward/backward
+passes, ``gradinit/time_s``, the skipped tensors, the base init's stats under ``base/`` and the final ``<layer>/std``;
+``self.history`` holds one record per iteration (kind, ‖g‖, L0, L1/η) for the runner to log. ``save(path)`` /
+``load(model, path)`` cache the result (``initialize`` keeps it in the run dir as ``init_cache.pt``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class GradInit:
     """Base init, then GradInit's learned per-tensor scales (see the module docstring)."""
 
     needs_data = True
+    data_stream = "init"  # its batches come from the init generator, after the base init's draws (official seeding)
+    batch_kind = "thirds"  # each draw: three disjoint parts (B0, B1, B2) of one random batch
     # When g is built with a graph: after a constraint step (default), always (the official code), never (recompute
     # in every constraint step). The results are the same; tests and benchmarks compare the three.
     _graph_first = "after_constraint"
@@ -122,7 +126,9 @@ class GradInit:
             log.warning("init.gamma=inf: the gradient-norm constraint never fires (docs/gradinit.md)")
         self.base, self.gamma, self.target_optimizer = base, float(gamma), target_optimizer
         self.normalize_grad, self.eta, self.lr = normalize_grad, float(eta), float(lr)
-        self.iterations, self.batch_size = iterations, batch_size
+        # What one draw asks the task for (the contract's batch_size): S = B0 + B1 and S̃ = B0 + B2 of half-batches, or
+        # (overlap false) S = B0 and S̃ = B1, full batches from a draw of twice the size.
+        self.iterations, self.batch_size = iterations, batch_size if overlap else 2 * batch_size
         self.min_scale, self.bias_min_scale = float(min_scale), float(bias_min_scale)
         self.norm_max_scale = None if norm_max_scale is None else float(norm_max_scale)
         self.grad_clip = None if grad_clip is None else float(grad_clip)
@@ -138,12 +144,14 @@ class GradInit:
         example: tuple = (),
         generator: torch.Generator | None = None,
         *,
-        task=None,
+        batches=None,
         device: torch.device | str | None = None,
     ) -> dict:
         """Base init with ``generator`` (on the generator's device), then GradInit on ``device``; returns stats."""
-        if task is None:
-            raise ValueError("GradInit needs data: call it with task=<the run's task> and device=<training device>")
+        if batches is None:
+            raise ValueError(
+                "GradInit needs data: call it with batches=task.init_batches(init.batch_size, generator, 'thirds')"
+            )
         t0 = time.perf_counter()
         device = torch.device(device) if device is not None else next(model.parameters()).device
         # The base init draws with `generator`, which may live on another device than the model.
@@ -152,7 +160,7 @@ class GradInit:
         base_stats = self.base(model, tuple(t.to(gen_device) for t in example), generator)
         model.to(device)
         stats = {f"base/{k}": v for k, v in base_stats.items()}
-        stats.update(self._learn(model, task, generator, device))
+        stats.update(self._learn(model, batches, device))
         stats.update(weight_stats(model))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -164,13 +172,12 @@ class GradInit:
         }
         return stats
 
-    def _batches(self, task, generator):
-        """(S, a function giving S̃): S̃ is only built for an objective step."""
+    def _pair(self, draw, device: torch.device):
+        """(S, a function giving S̃) from one draw (B0, B1, B2): S̃ is only built for an objective step."""
+        b0, b1, b2 = (b.to(device) for b in draw)
         if self.overlap:
-            b0, b1, b2 = task.gradinit_batches(self.batch_size, generator)
-            return task.merge(b0, b1), lambda: task.merge(b0, b2)
-        s, s_tilde, _ = task.gradinit_batches(2 * self.batch_size, generator)  # three disjoint full batches
-        return s, lambda: s_tilde
+            return b0 + b1, lambda: b0 + b2
+        return b0, lambda: b1  # three disjoint full batches
 
     def _norm(self, grads) -> torch.Tensor:
         if self.target_optimizer == "adam":
@@ -186,7 +193,7 @@ class GradInit:
             return torch._foreach_mul(list(grads), inv)
         return list(grads)
 
-    def _learn(self, model: nn.Module, task, generator, device: torch.device) -> dict:
+    def _learn(self, model: nn.Module, batches, device: torch.device) -> dict:
         entries, skipped = walk(model)
         if skipped:  # every skipped tensor is named (also in the stats as gradinit/skipped)
             log.info("GradInit skips %d tensors: %s", len(skipped), ", ".join(f"{n} ({why})" for n, why in skipped))
@@ -214,18 +221,16 @@ class GradInit:
         upper = torch.tensor([top if e.group == "norm" else math.inf for e in scaled], dtype=f64)
         opt = RescaleAdam(len(scaled), self.lr, self.betas, self.eps, self.grad_clip, lower, upper, self.second_moment)
 
-        def effective(alpha: torch.Tensor, leaf_zeros: bool) -> list[torch.Tensor]:
+        def effective(alpha: torch.Tensor) -> list[torch.Tensor]:
+            """α·θ⁰ per tensor; a zero tensor is a leaf of its own (it takes part in g, with no scale)."""
             parts = alpha.unbind()
-            return [
-                t * parts[k] if k is not None else (t.detach().requires_grad_() if leaf_zeros else t)
-                for t, k in zip(theta0, slot)
-            ]
+            return [t * parts[k] if k is not None else t.detach().requires_grad_() for t, k in zip(theta0, slot)]
 
         call = Slots(model)  # functional_call's semantics, cheaper per call
 
         def loss(tensors, batch) -> torch.Tensor:
-            out = call({**const, **dict(zip(names, tensors))}, tuple(task.inputs(batch)))
-            return task.criterion(out, batch)
+            out = call({**const, **dict(zip(names, tensors))}, tuple(batch.inputs))
+            return batch.loss(out)
 
         self.history = []
         n_fwd = n_bwd = 0
@@ -236,9 +241,9 @@ class GradInit:
         with_graph = self._graph_first == "always"
         with gradinit_modes(model, device):
             for it in range(self.iterations):
-                s, s_tilde = self._batches(task, generator)
+                s, s_tilde = self._pair(next(batches), device)
                 a = opt.alpha.to(device, torch.float32).requires_grad_()
-                tensors = effective(a, leaf_zeros=True)
+                tensors = effective(a)
                 l0 = loss(tensors, s)
                 g = torch.autograd.grad(l0, tensors, create_graph=with_graph, retain_graph=True)
                 norm = self._norm(g)

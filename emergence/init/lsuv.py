@@ -13,7 +13,8 @@ a layer whose output variance is 0 (dead input) is left alone and reported; each
 layer's output is recorded. A layer called twice in one forward pass is measured at its first call.
 
 Data: ``needs_data = True``; ``batches`` yields ``InitBatch`` objects (emergence/init/__init__.py), and only the first
-is used. Stats: ``lsuv/<layer>/scale`` (total factor), ``lsuv/<layer>/var`` (final output variance),
+is used; ``device`` is ignored: LSUV runs where the model is (the CPU at init), so its weights are the same on every
+device. Stats: ``lsuv/<layer>/scale`` (total factor), ``lsuv/<layer>/var`` (final output variance),
 ``lsuv/<layer>/iterations``, ``lsuv/steps`` (forward passes), ``lsuv/time_s``, ``lsuv/not_converged`` and the base
 init's stats under ``base/``.
 """
@@ -75,7 +76,7 @@ class LSUV:
         self.max_iterations, self.batch_size = max_iterations, batch_size
 
     @torch.no_grad()
-    def __call__(self, model: nn.Module, example: tuple, generator=None, batches=None) -> dict:
+    def __call__(self, model: nn.Module, example: tuple, generator=None, batches=None, device=None) -> dict:
         if batches is None:
             raise ValueError("LSUV needs data: call it with batches=task.init_batches(batch_size, generator)")
         t0 = time.perf_counter()

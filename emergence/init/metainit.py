@@ -25,7 +25,7 @@ statistics, the identity at init), fp32, the math attention kernel (double backw
 Cost is counted as GradInit's is: ``metainit/steps``, ``metainit/extra_forward`` (1 per step),
 ``metainit/extra_backward`` (3 per step: the gradient, the Hessian-vector product, and GQ's own gradient through
 both), ``metainit/time_s``; ``self.history`` holds one record per step (GQ, loss). Contract:
-emergence/init/__init__.py.
+emergence/init/__init__.py; ``device`` is ignored: MetaInit runs where the model is (the CPU at init).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class MetaInit:
         self.eps, self.batch_size, self.min_norm_ratio = float(eps), batch_size, float(min_norm_ratio)
         self.history: list[dict] = []
 
-    def __call__(self, model: nn.Module, example: tuple, generator=None, batches=None) -> dict:
+    def __call__(self, model: nn.Module, example: tuple, generator=None, batches=None, device=None) -> dict:
         if batches is None:
             raise ValueError("MetaInit needs data: call it with batches=task.init_batches(batch_size, generator)")
         t0 = time.perf_counter()

@@ -3,7 +3,8 @@
 Contract shared by every initializer in this package: ``init(model, example, generator) -> dict``. It is called with
 the freshly built model, a tuple of example inputs for one forward pass, and a torch.Generator (the run's ``init``
 stream); it changes parameters in place under ``torch.no_grad()`` and returns a flat dict of statistics that the runner
-logs under ``init/``. ``needs_data`` is True only for initializers that train on data (GradInit).
+logs under ``init/``. ``needs_data`` is True only for initializers that look at data (LSUV, MetaInit, GradInit),
+which also get ``batches=`` and ``device=`` (the full contract: emergence/init/__init__.py).
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ labels, run names and tables.
 Task interface used by the runner (the translation task provides the same methods):
 ``setup(device)``, ``model_kwargs()``, ``example_inputs()``, ``steps_per_epoch(batch_size)``,
 ``train_batches(batch_size, generator)``, ``loss(model, batch) -> (loss, stats)``, ``evaluate(model, split)``,
-``probe_inputs(n, generator)``, ``target_metric``, ``init_batches(batch_size, generator)`` (data for data-dependent
-initializers, see emergence/init/__init__.py); for GradInit ``gradinit_batches``, ``merge``, ``inputs``, ``criterion``.
+``probe_inputs(n, generator)``, ``target_metric``, ``init_batches(batch_size, generator, kind)`` (data for
+data-dependent initializers, see emergence/init/__init__.py), ``merge``, ``inputs``, ``criterion``.
 The runner sets ``task.run_dir`` after ``setup``.
 """
 
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emergence.init import InitBatch
+from emergence.init import BATCH_KINDS, InitBatch
 
 
 class ClassificationTask:
@@ -142,28 +142,32 @@ class ClassificationTask:
             idx = perm[i * batch_size : (i + 1) * batch_size]
             yield self._train_view(x[idx], torch.Generator().manual_seed(aug_seed + i)), y[idx]
 
-    def init_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[InitBatch]:
-        """Endless random training batches (with the training augmentation) for data-dependent initializers.
+    def init_batches(self, batch_size: int, generator: torch.Generator, kind: str = "batch") -> Iterator:
+        """Endless random training batches (with the training augmentation) for data-dependent initializers, drawn
+        with ``generator`` only when asked for (emergence/init/__init__.py).
 
-        Each batch is ``batch_size`` distinct images drawn with ``generator``; batches are independent draws.
+        ``kind="batch"``: each item is one ``InitBatch`` of ``batch_size`` distinct images; ``"thirds"``: three
+        disjoint half-batches (B0, B1, B2) of ``batch_size // 2`` images each (GradInit's S = B0 + B1). Draws are
+        independent.
         """
         x, y = self.splits["train"]
-        if not 1 <= batch_size <= len(y):
-            raise ValueError(f"init.batch_size must be in [1, {len(y)}] (the training images); got {batch_size}")
+        if kind not in BATCH_KINDS:
+            raise ValueError(f"init batch kind must be one of {list(BATCH_KINDS)}; got {kind!r}")
+        need = batch_size if kind == "batch" else 3 * (batch_size // 2)  # images per draw
+        if not 1 <= need <= len(y):
+            raise ValueError(
+                f"init.batch_size={batch_size} asks for {need} images per draw ({kind}); the training split has "
+                f"{len(y)}: choose a smaller init.batch_size"
+            )
         while True:
-            idx = torch.randperm(len(y), generator=generator)[:batch_size].to(x.device)
-            yield InitBatch((self._train_view(x[idx], generator), y[idx]), self.inputs, self.criterion)
+            idx = torch.randperm(len(y), generator=generator)[:need].to(x.device)
+            if kind == "batch":
+                yield self._init_batch(x[idx], y[idx], generator)
+            else:
+                yield tuple(self._init_batch(x[j], y[j], generator) for j in idx.split(batch_size // 2))
 
-    def gradinit_batches(self, batch_size: int, generator: torch.Generator) -> tuple:
-        """Three disjoint, augmented half-batches (B0, B1, B2) of random training images, for GradInit."""
-        x, y = self.splits["train"]
-        half = batch_size // 2
-        idx = torch.randperm(len(y), generator=generator)[: 3 * half].to(x.device)
-        parts = []
-        for i in range(3):
-            j = idx[i * half : (i + 1) * half]
-            parts.append((self._train_view(x[j], generator), y[j]))
-        return tuple(parts)
+    def _init_batch(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> InitBatch:
+        return InitBatch((self._train_view(images, generator), labels), self.inputs, self.criterion, self.merge)
 
     @staticmethod
     def merge(a: tuple, b: tuple) -> tuple:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from emergence.data.translation import PAD, TranslationData, corpus_paths
-from emergence.init import InitBatch
+from emergence.init import BATCH_KINDS, InitBatch
 from emergence.tasks.translation_bleu import SPLITS, BleuScoring
 
 log = logging.getLogger("emergence")
@@ -173,11 +173,9 @@ class TranslationTask(BleuScoring):
             yield self._collate("train", ids)
 
     def _window(self, budget: int, generator: torch.Generator) -> Tensor:
-        """Ids of a random length-bucketed batch of about ``budget`` padded tokens (at least 3 sentences).
-
-        The batch is a window of neighbours in the length order (random tie-break) around a random sentence, as the
-        training batches are, so it is padded little.
-        """
+        """Ids of a random length-bucketed batch of about ``budget`` padded tokens (at least 3 sentences): a window of
+        neighbours in the length order (random tie-break) around a random sentence, as training batches are (little
+        padding)."""
         ids = self._ids("train")
         ids = ids[torch.randperm(len(ids), generator=generator)]
         tok = self._lengths("train", ids).max(1).values
@@ -194,17 +192,19 @@ class TranslationTask(BleuScoring):
                 break
         return torch.tensor(ids[lo:hi])[torch.randperm(hi - lo, generator=generator)]
 
-    def init_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[InitBatch]:
-        """Endless random token batches of about ``batch_size`` padded tokens, for data-dependent initializers."""
+    def init_batches(self, batch_size: int, generator: torch.Generator, kind: str = "batch") -> Iterator:
+        """Endless random batches of about ``batch_size`` padded tokens for data-dependent initializers, drawn with
+        ``generator`` when asked for: an ``InitBatch`` each, or (``kind="thirds"``) (B0, B1, B2), one such batch cut
+        into thirds by sentence count (docs/gradinit.md#batches)."""
+        if kind not in BATCH_KINDS:
+            raise ValueError(f"init batch kind must be one of {list(BATCH_KINDS)}; got {kind!r}")
         while True:
-            yield InitBatch(self._collate("train", self._window(batch_size, generator)), self.inputs, self.criterion)
-
-    def gradinit_batches(self, batch_size: int, generator: torch.Generator) -> tuple[dict, dict, dict]:
-        """(B0, B1, B2): a random bucketed batch of ~``batch_size`` tokens cut in thirds (docs/gradinit.md#batches)."""
-        chosen = self._window(batch_size, generator)
-        if len(chosen) < 3:
-            raise ValueError(f"GradInit needs >= 3 training pairs in a batch; the corpus has {len(self._ids('train'))}")
-        return tuple(self._collate("train", part) for part in chosen.tensor_split(3))
+            chosen = self._window(batch_size, generator)
+            if kind == "thirds" and len(chosen) < 3:
+                raise ValueError(f"GradInit needs >= 3 training pairs in a batch; the corpus has {len(chosen)}")
+            parts = [chosen] if kind == "batch" else chosen.tensor_split(3)
+            out = tuple(InitBatch(self._collate("train", i), self.inputs, self.criterion, self.merge) for i in parts)
+            yield out[0] if kind == "batch" else out
 
     @staticmethod
     def merge(a: dict, b: dict) -> dict:

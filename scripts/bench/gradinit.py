@@ -37,6 +37,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
+from emergence.init import InitBatch
 from emergence.init.gradinit import GradInit
 from emergence.init.kaiming import Kaiming
 from emergence.init.torch_default import TorchDefault
@@ -67,8 +68,9 @@ class FixedBatches:
         x, y = torch.randn(3 * half, *shape, generator=g), torch.randint(10, (3 * half,), generator=g)
         self.parts = tuple((xb.to(device), yb.to(device)) for xb, yb in zip(x.chunk(3), y.chunk(3)))
 
-    def gradinit_batches(self, batch_size, generator):
-        return self.parts
+    def init_batches(self, batch_size, generator, kind="thirds"):
+        while True:
+            yield tuple(InitBatch(p, self.inputs, self.criterion, self.merge) for p in self.parts)
 
     @staticmethod
     def merge(a, b):
@@ -113,7 +115,7 @@ def ours(model, task, device, gamma: float, batch_size: int, k: int):
     def run_n(n: int) -> None:
         init = GradInit(TorchDefault(), gamma=gamma, iterations=n, batch_size=batch_size, lr=LR, eta=ETA,
                         min_scale=MIN_SCALE, grad_clip=CLIP)  # fmt: skip
-        init(copy.deepcopy(model), (), None, task=task, device=device)
+        init(copy.deepcopy(model), (), None, batches=task.init_batches(batch_size, None), device=device)
         kinds = {r["kind"] for r in init.history}
         assert kinds == {"objective" if gamma > 1 else "constraint"}, kinds
 
