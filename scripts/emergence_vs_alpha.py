@@ -22,11 +22,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from emergence import seeding
+from emergence.components import build_initialized_model
+from emergence.metrics.emergence import measure
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from emergence import seeding  # noqa: E402
-from emergence.components import build_initialized_model  # noqa: E402
-from emergence.metrics.emergence import measure  # noqa: E402
 
 
 def variants(alphas):

@@ -20,10 +20,9 @@ from pathlib import Path
 
 from hydra.utils import instantiate
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, for scripts.prepare_ding
-
-from emergence.config import CONF_DIR, group_config  # noqa: E402
-from scripts.prepare_ding import DEBIAN_PACKAGE, DEFAULT_SOURCE  # noqa: E402 (the Ding dictionary's package)
+from emergence.config import CONF_DIR, group_config
+from emergence.data.corpus import DING_PACKAGE as DEBIAN_PACKAGE
+from emergence.data.corpus import DING_SOURCE as DEFAULT_SOURCE
 
 
 def reader(name: str):

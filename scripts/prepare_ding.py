@@ -43,9 +43,10 @@ from pathlib import Path
 
 import numpy as np
 
+from emergence.data.corpus import DING_PACKAGE, DING_SOURCE
+
 RULES_VERSION = 1
-DEFAULT_SOURCE = "/usr/share/trans/de-en"
-DEBIAN_PACKAGE = "trans-de-en"  # installs DEFAULT_SOURCE
+DEFAULT_SOURCE, DEBIAN_PACKAGE = DING_SOURCE, DING_PACKAGE  # the dictionary file and its Debian package
 _ANNOTATION = re.compile(r"\{[^{}]*\}|\[[^\[\]]*\]|\([^()]*\)")  # innermost {…}, […] or (…)
 _SPACE_BEFORE_PUNCT = re.compile(r" ([.,!?;:])")
 _SENTENCE_END = (".", "!", "?")

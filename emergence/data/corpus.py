@@ -21,6 +21,8 @@ from torch import Tensor
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPLITS = ("train", "valid", "test")
+DING_SOURCE = "/usr/share/trans/de-en"  # the Ding dictionary (GPL-2+) that scripts/prepare_ding.py reads
+DING_PACKAGE = "trans-de-en"  # the Debian package that installs DING_SOURCE
 PREPARE_HINT = ("point data.corpus_dir at a prepared corpus, or prepare one: scripts/prepare_iwslt14.py, "
                 "scripts/prepare_wmt16.py, or offline `python scripts/prepare_ding.py --src de --tgt en --out DIR` "
                 "(`make data` builds data/ding_de_en)")
