@@ -203,15 +203,23 @@ cells() {
 # family_of ARCH -> the seed family (mlp or other)
 family_of() { [[ $1 == mlp* ]] && echo mlp || echo other; }
 
-# run_cells FAMILY: queue the reported runs of every cell of FAMILY at its selected LR
-run_cells() {
-  local exp data arch init base rest
+# each_cell FAMILY FN: FN EXPERIMENT DATA ARCH INIT RECIPE_LR VARIANT [data=DATA] for every cell of FAMILY
+each_cell() {
+  local exp data arch init base rest dv
   while read -r exp data arch init base rest; do
     [ -z "$exp" ] && continue
-    local dv=()
+    dv=()
     [ "$data" != - ] && dv=("data=$data")
-    tuned_data "$exp" "$data" "$arch" "$init" "$rest" "$(seeds "$(family_of "$arch")")" "${dv[@]}"
+    "$2" "$exp" "$data" "$arch" "$init" "$base" "$rest" "${dv[@]}"
   done < <(cells "$1")
+}
+
+# run_cells FAMILY: queue the reported runs of every cell of FAMILY at its selected LR
+run_cells() { each_cell "$1" run_cell; }
+run_cell() {
+  local exp=$1 data=$2 arch=$3 init=$4 rest=$6
+  shift 6
+  tuned_data "$exp" "$data" "$arch" "$init" "$rest" "$(seeds "$(family_of "$arch")")" "$@"
 }
 
 # tuned_data EXPERIMENT DATA ARCH INIT VARIANT SEEDS OVERRIDES...: tuned() with the data named in the lookup
@@ -227,12 +235,9 @@ tuned_data() {
 }
 
 # grid_cells FAMILY: queue the LR-selection runs of every cell of FAMILY
-grid_cells() {
-  local exp data arch init base rest
-  while read -r exp data arch init base rest; do
-    [ -z "$exp" ] && continue
-    local dv=()
-    [ "$data" != - ] && dv=("data=$data")
-    grid "$exp" "$arch" "$init" "$rest" "$base" "${dv[@]}"
-  done < <(cells "$1")
+grid_cells() { each_cell "$1" grid_cell; }
+grid_cell() {
+  local exp=$1 arch=$3 init=$4 base=$5 rest=$6
+  shift 6
+  grid "$exp" "$arch" "$init" "$rest" "$base" "$@"
 }
