@@ -75,7 +75,13 @@ def test_cpu_full_profile_covers_every_claim_variant():
     for key, seeds in reported.items():
         assert len(seeds) >= (10 if key[2].startswith("mlp") else 5), key
     translation = {k[3] for k in reported if k[0] == "translation_gettext"}
-    assert translation == {"xavier", "fairseq_default", "emergence"}  # torch_default: MLPs only on CPU (3-hour budget)
+    # torch_default: MLPs only on CPU (3-hour budget); t_fixup: the initializers beyond the paper (more_inits.sh)
+    assert translation == {"xavier", "fairseq_default", "emergence", "t_fixup"}
+    mlp_inits = {k[3] for k in reported if (k[0], k[2]) == ("mlp_fashion_mnist", "mlp") and not k[4]}
+    assert {"orthogonal", "lsuv", "metainit"} <= mlp_inits
+    fixup = [k for k in reported if k[3] == "fixup"]
+    assert [k[2] for k in fixup] == ["resnet20_nobn"]
+    assert {v[0] for v in fixup[0][4]} == {"arch.fixup", "optim.bias_scale_lr"}  # its own architecture and scalar LR
     assert {k[3] for k in reported if k[0] == "cnn_fashion_mnist" and all(v[0] == "init.iterations" for v in k[4])} == {
         "xavier", "kaiming", "gradinit", "emergence", "classifier_good", "classifier_medium", "classifier_low"}
     assert {k[2] for k in reported if k[3].startswith("classifier_")} == {"vgg19_head3_nobn"}
